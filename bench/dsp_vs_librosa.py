@@ -60,8 +60,8 @@ def main() -> None:
     audio_seconds = args.batch * args.seconds
     print(f"device: {jax.devices()[0].platform}, batch {args.batch} x {args.seconds:g} s @ {sr} Hz")
     print(f"relative difference of the outputs: {err:.2e}")
-    print(f"jax     median {t_jax * 1e3:8.1f} ms  ({audio_seconds / t_jax:8.0f} s of audio / s)")
-    print(f"librosa median {t_librosa * 1e3:8.1f} ms  ({audio_seconds / t_librosa:8.0f} s of audio / s)")
+    for name, t in (("jax", t_jax), ("librosa", t_librosa)):
+        print(f"{name:<8} median {t * 1e3:8.1f} ms  ({audio_seconds / t:8.0f} s of audio / s)")
     print(f"speedup jax / librosa: {t_librosa / t_jax:.2f}x")
 
 

@@ -17,13 +17,15 @@ NumPy at trace time from static arguments.
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.signal
 
-PadMode = str  # "constant" (librosa's default) or "reflect" (torch's default)
+# "constant" pads zeros (librosa's default); "reflect" mirrors the signal (torch's).
+PadMode = Literal["constant", "reflect"]
 
 
 @functools.lru_cache(maxsize=64)

@@ -30,16 +30,15 @@ RELATIVE_GATE_LU = -10.0
 CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
 
 
-def _as_channels_last_two(x: jax.Array) -> tuple[jax.Array, bool]:
+def _with_channel_axis(x: jax.Array) -> jax.Array:
+    """Mono `[T]` becomes `[1, T]`; `[..., C, T]` is returned as it is."""
     x = jnp.asarray(x)
-    if x.ndim == 1:
-        return x[None], True
-    return x, False
+    return x[None] if x.ndim == 1 else x
 
 
 def rms(x: jax.Array) -> jax.Array:
     """Root mean square over channels and samples: `[..., C, T] -> [...]` (float32)."""
-    x, _ = _as_channels_last_two(x)
+    x = _with_channel_axis(x)
     return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32)), axis=(-2, -1)))
 
 
@@ -130,7 +129,7 @@ def integrated_loudness(x: jax.Array, sample_rate: int) -> jax.Array:
     Returns:
         float32 `[...]`; -inf for digital silence.
     """
-    x, _ = _as_channels_last_two(x)
+    x = _with_channel_axis(x)
     c, t = x.shape[-2], x.shape[-1]
     if c > len(CHANNEL_WEIGHTS):
         raise ValueError(f"BS.1770 weights are defined for up to 5 channels, got {c}")
