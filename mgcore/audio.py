@@ -42,6 +42,9 @@ _DOWNMIX_TO_STEREO = {
 # libsndfile's header log notes a data chunk that promises more bytes than the file
 # holds ("data : 32000 (should be 8000)"), then silently reads what is there.
 _SHORT_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Audio containers people have that libsndfile cannot decode: reported as
+# "unsupported" rather than "not audio", with what to do about it.
+UNSUPPORTED_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".wma", ".ape", ".alac", ".ac3", ".amr")
 # Streaming writers leave these in the header when the length is not yet known.
 _UNKNOWN_LENGTH = (0, 0xFFFFFFFF)
 
@@ -52,11 +55,14 @@ class AudioFileError(ValueError):
     Attributes:
         path: the file.
         reason: what is wrong with it, and where possible what to do.
+        kind: a stable code for counting: missing, directory, empty, not_audio,
+            unsupported, truncated, no_samples, non_finite, out_of_range.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str, kind: str = "not_audio"):
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -78,11 +84,11 @@ class AudioInfo:
 
 def _check_path(path: Path) -> None:
     if not path.exists():
-        raise AudioFileError(path, "file not found")
+        raise AudioFileError(path, "file not found", "missing")
     if path.is_dir():
-        raise AudioFileError(path, "is a directory, not an audio file")
+        raise AudioFileError(path, "is a directory, not an audio file", "directory")
     if path.stat().st_size == 0:
-        raise AudioFileError(path, "file is empty (0 bytes)")
+        raise AudioFileError(path, "file is empty (0 bytes)", "empty")
 
 
 def _libsndfile_reason(err: Exception) -> str:
@@ -101,6 +107,13 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path), verbose=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        if path.suffix.lower() in UNSUPPORTED_AUDIO_EXTENSIONS:
+            raise AudioFileError(
+                path,
+                f"unsupported format ({path.suffix}): libsndfile cannot decode it; "
+                "convert it to FLAC or WAV",
+                "unsupported",
+            ) from None
         raise AudioFileError(path, _libsndfile_reason(err)) from None
     short = _SHORT_DATA_CHUNK.search(info.extra_info or "")
     if short and int(short.group(1)) not in _UNKNOWN_LENGTH:
@@ -110,9 +123,10 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
                 path,
                 f"truncated: the header declares {declared} bytes of audio, "
                 f"the file holds {present}",
+                "truncated",
             )
     if info.frames <= 0:
-        raise AudioFileError(path, "holds no samples (zero length)")
+        raise AudioFileError(path, "holds no samples (zero length)", "no_samples")
     return AudioInfo(
         path=str(path),
         sample_rate=int(info.samplerate),
@@ -151,16 +165,20 @@ def load_audio(
     start = round(offset * info.sample_rate)
     if start < 0 or start >= info.frames:
         raise AudioFileError(
-            path, f"offset {offset:.3f} s is outside the file ({info.duration:.3f} s long)"
+            path,
+            f"offset {offset:.3f} s is outside the file ({info.duration:.3f} s long)",
+            "out_of_range",
         )
     want = info.frames - start if duration is None else round(duration * info.sample_rate)
     want = min(want, info.frames - start)
     if want <= 0:
-        raise AudioFileError(path, f"duration {duration} s selects no samples")
+        raise AudioFileError(path, f"duration {duration} s selects no samples", "out_of_range")
     try:
         data_TxC = sf.read(str(path), start=start, frames=want, dtype="float32", always_2d=True)[0]
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioFileError(path, f"decoding failed, the file may be truncated ({err})") from None
+        raise AudioFileError(
+            path, f"decoding failed, the file may be truncated ({err})", "truncated"
+        ) from None
     # libsndfile returns what it can when the data ends before the header says.
     # Compressed formats may report an approximate frame count; only PCM-like
     # containers declare an exact one.
@@ -169,11 +187,12 @@ def load_audio(
             path,
             f"truncated: the header declares {info.frames} frames but only "
             f"{start + data_TxC.shape[0]} could be read",
+            "truncated",
         )
     if data_TxC.shape[0] == 0:
-        raise AudioFileError(path, "holds no samples (zero length)")
+        raise AudioFileError(path, "holds no samples (zero length)", "no_samples")
     if not np.isfinite(data_TxC).all():
-        raise AudioFileError(path, "contains NaN or infinite samples")
+        raise AudioFileError(path, "contains NaN or infinite samples", "non_finite")
     audio_CxT = np.ascontiguousarray(data_TxC.T)
     sr = info.sample_rate
     if channels is not None:

@@ -12,6 +12,10 @@ the result equals the recursive filter to float precision while staying parallel
 and differentiable (a sample-by-sample recursion would not be).
 
 Audio is `[..., channels, samples]`; the leading axes are independent examples.
+Every function follows its input: a JAX array (or a tracer inside `jit`) is
+computed with `jax.numpy`, differentiably; a NumPy array with NumPy, so data
+loader workers normalise loudness without starting JAX (which on a GPU host
+would claim the accelerator in every worker).
 """
 
 from __future__ import annotations
@@ -30,26 +34,40 @@ RELATIVE_GATE_LU = -10.0
 CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
 
 
-def _with_channel_axis(x: jax.Array) -> jax.Array:
+def _namespace(x):
+    """`jax.numpy` for JAX arrays and tracers, NumPy for everything else."""
+    return jnp if isinstance(x, jax.Array) else np
+
+
+def _with_channel_axis(x):
     """Mono `[T]` becomes `[1, T]`; `[..., C, T]` is returned as it is."""
-    x = jnp.asarray(x)
+    x = _namespace(x).asarray(x)
     return x[None] if x.ndim == 1 else x
 
 
-def rms(x: jax.Array) -> jax.Array:
+def rms(x: jax.Array | np.ndarray) -> jax.Array | np.ndarray:
     """Root mean square over channels and samples: `[..., C, T] -> [...]` (float32)."""
+    xp = _namespace(x)
     x = _with_channel_axis(x)
-    return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32)), axis=(-2, -1)))
+    return xp.sqrt(xp.mean(xp.square(x.astype(xp.float32)), axis=(-2, -1)))
 
 
-def normalize_rms(x: jax.Array, target_db: float = -20.0, eps: float = 1e-8) -> jax.Array:
-    """Scales each example to an RMS of `target_db` dBFS; silence stays silent."""
-    x_in = jnp.asarray(x)
-    level = rms(x_in)
-    gain = jnp.where(level > eps, 10.0 ** (target_db / 20.0) / jnp.maximum(level, eps), 1.0)
-    if x_in.ndim > 1:
+def _apply_gain(x, gain):
+    xp = _namespace(x)
+    if x.ndim > 1:
         gain = gain[..., None, None]
-    return (x_in.astype(jnp.float32) * gain).astype(x_in.dtype)
+    return (x.astype(xp.float32) * gain).astype(x.dtype)
+
+
+def normalize_rms(
+    x: jax.Array | np.ndarray, target_db: float = -20.0, eps: float = 1e-8
+) -> jax.Array | np.ndarray:
+    """Scales each example to an RMS of `target_db` dBFS; silence stays silent."""
+    xp = _namespace(x)
+    x = xp.asarray(x)
+    level = rms(x)
+    gain = xp.where(level > eps, 10.0 ** (target_db / 20.0) / xp.maximum(level, eps), 1.0)
+    return _apply_gain(x, gain.astype(xp.float32))
 
 
 def _biquad(kind: str, gain_db: float, q: float, fc: float, rate: int):
@@ -98,14 +116,15 @@ def _k_weighting_impulse_response(rate: int) -> np.ndarray:
     return impulse
 
 
-def k_weight(x: jax.Array, sample_rate: int) -> jax.Array:
+def k_weight(x: jax.Array | np.ndarray, sample_rate: int) -> jax.Array | np.ndarray:
     """Applies the K-weighting filter along the last axis (zero initial state)."""
-    x = jnp.asarray(x).astype(jnp.float32)
+    xp = _namespace(x)
+    x = xp.asarray(x).astype(xp.float32)
     h = _k_weighting_impulse_response(sample_rate)
     t = x.shape[-1]
     n = 1 << int(np.ceil(np.log2(t + h.size - 1)))
-    spec = jnp.fft.rfft(x, n=n, axis=-1) * jnp.fft.rfft(jnp.asarray(h), n=n)
-    return jnp.fft.irfft(spec, n=n, axis=-1)[..., :t]
+    spec = xp.fft.rfft(x, n=n, axis=-1) * xp.fft.rfft(xp.asarray(h), n=n)
+    return xp.fft.irfft(spec, n=n, axis=-1)[..., :t].astype(xp.float32)
 
 
 def _block_bounds(num_samples: int, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,12 +142,13 @@ def _block_bounds(num_samples: int, rate: int) -> tuple[np.ndarray, np.ndarray]:
     return lower, np.minimum(upper, num_samples)
 
 
-def integrated_loudness(x: jax.Array, sample_rate: int) -> jax.Array:
+def integrated_loudness(x: jax.Array | np.ndarray, sample_rate: int) -> jax.Array | np.ndarray:
     """Gated integrated loudness in LUFS of `[..., C, T]` (or mono `[T]`) audio.
 
     Returns:
         float32 `[...]`; -inf for digital silence.
     """
+    xp = _namespace(x)
     x = _with_channel_axis(x)
     c, t = x.shape[-2], x.shape[-1]
     if c > len(CHANNEL_WEIGHTS):
@@ -138,20 +158,21 @@ def integrated_loudness(x: jax.Array, sample_rate: int) -> jax.Array:
     idx_NxW = np.minimum(lower[:, None] + np.arange(width)[None, :], t - 1)
     mask_NxW = (np.arange(width)[None, :] < (upper - lower)[:, None]).astype(np.float32)
     y_BxCxT = k_weight(x, sample_rate)
-    energy_BxCxN = jnp.sum(jnp.square(y_BxCxT[..., idx_NxW]) * mask_NxW, axis=-1)
+    energy_BxCxN = xp.sum(xp.square(y_BxCxT[..., idx_NxW]) * mask_NxW, axis=-1)
     z_BxCxN = energy_BxCxN / (BLOCK_SECONDS * sample_rate)
-    g_C = jnp.asarray(CHANNEL_WEIGHTS[:c], jnp.float32)
+    g_C = xp.asarray(CHANNEL_WEIGHTS[:c], xp.float32)
 
     def lufs(power):
-        return -0.691 + 10.0 * jnp.log10(power)
+        with np.errstate(divide="ignore"):  # silence is -inf LUFS, by definition
+            return (-0.691 + 10.0 * xp.log10(power)).astype(xp.float32)
 
-    block_lufs_BxN = lufs(jnp.einsum("c,...cn->...n", g_C, z_BxCxN))
+    block_lufs_BxN = lufs(xp.einsum("c,...cn->...n", g_C, z_BxCxN))
 
     def gated_power(keep_BxN):
-        keep = keep_BxN.astype(jnp.float32)
-        count = jnp.sum(keep, axis=-1)
-        mean_BxC = jnp.sum(z_BxCxN * keep[..., None, :], axis=-1) / jnp.maximum(count, 1)[..., None]
-        return jnp.einsum("c,...c->...", g_C, mean_BxC)
+        keep = keep_BxN.astype(xp.float32)
+        count = xp.sum(keep, axis=-1)
+        mean_BxC = xp.sum(z_BxCxN * keep[..., None, :], axis=-1) / xp.maximum(count, 1)[..., None]
+        return xp.einsum("c,...c->...", g_C, mean_BxC)
 
     above_abs = block_lufs_BxN >= ABSOLUTE_GATE_LUFS
     relative_gate = lufs(gated_power(above_abs)) + RELATIVE_GATE_LU
@@ -160,8 +181,11 @@ def integrated_loudness(x: jax.Array, sample_rate: int) -> jax.Array:
 
 
 def normalize_loudness(
-    x: jax.Array, sample_rate: int, target_lufs: float = -14.0, max_gain_db: float = 40.0
-) -> jax.Array:
+    x: jax.Array | np.ndarray,
+    sample_rate: int,
+    target_lufs: float = -14.0,
+    max_gain_db: float = 40.0,
+) -> jax.Array | np.ndarray:
     """Scales each example to `target_lufs` integrated loudness.
 
     Args:
@@ -171,10 +195,9 @@ def normalize_loudness(
         max_gain_db: never amplify by more than this, so near-silence is not blown
             up into noise; digital silence is returned unchanged.
     """
-    x_in = jnp.asarray(x)
-    measured = integrated_loudness(x_in, sample_rate)
-    gain_db = jnp.where(jnp.isfinite(measured), target_lufs - measured, 0.0)
-    gain = 10.0 ** (jnp.minimum(gain_db, max_gain_db) / 20.0)
-    if x_in.ndim > 1:
-        gain = gain[..., None, None]
-    return (x_in.astype(jnp.float32) * gain).astype(x_in.dtype)
+    xp = _namespace(x)
+    x = xp.asarray(x)
+    measured = integrated_loudness(x, sample_rate)
+    gain_db = xp.where(xp.isfinite(measured), target_lufs - measured, 0.0)
+    gain = (10.0 ** (xp.minimum(gain_db, max_gain_db) / 20.0)).astype(xp.float32)
+    return _apply_gain(x, gain)

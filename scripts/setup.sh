@@ -10,9 +10,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MUSICGEN_VENV:-$ROOT/.venv}
 EXTRA=${1:-}
-# Debian packages the project needs at run time (the data issue adds fluidsynth
-# and a General MIDI SoundFont here).
-APT_PACKAGES=()
+# Debian packages the project needs at run time: FluidSynth and a General MIDI
+# SoundFont render the embedded dataset (`musicgen data synth`).
+APT_PACKAGES=(fluidsynth timgm6mb-soundfont)
 
 say() { printf '[setup] %s\n' "$*"; }
 

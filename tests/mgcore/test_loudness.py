@@ -92,3 +92,17 @@ def test_gain_is_differentiable(rng):
 def test_too_short_for_a_block_is_refused():
     with pytest.raises(ValueError, match=r"at least 0\.4 s"):
         loudness.integrated_loudness(np.zeros((1, 1000), np.float32), 16000)
+
+
+def test_numpy_in_numpy_out_equals_the_jax_path(rng):
+    # Data workers call these on NumPy arrays and must not start JAX.
+    x = _music_like(rng, 2, 1.5, 22050)
+    on_host = loudness.integrated_loudness(x, 22050)
+    on_jax = loudness.integrated_loudness(jnp.asarray(x), 22050)
+    assert isinstance(on_host, (np.ndarray, np.generic)) and not isinstance(on_host, jax.Array)
+    assert relative_error(on_host, np.asarray(on_jax)) <= TOL
+    normed = loudness.normalize_loudness(x, 22050, -20.0)
+    assert isinstance(normed, np.ndarray) and normed.dtype == np.float32
+    np.testing.assert_allclose(
+        normed, loudness.normalize_loudness(jnp.asarray(x), 22050, -20.0), rtol=1e-5, atol=1e-7
+    )
