@@ -5,8 +5,8 @@ Fields: `path` (relative to the manifest's folder, or absolute), `duration`
 least `genre`, `bpm`, `key`, `mode`, `instruments`; values may be null for a
 user's own audio) and `split` (`train`, `valid` or `test`).
 
-`ManifestIndex` keeps only the byte offset of each selected line (8 bytes a
-clip) and reads a line when asked, so the data pipeline's memory does not grow
+`ManifestIndex` keeps only the byte offset and duration of each selected line
+(12 bytes a clip) and reads a line when asked, so the data pipeline's memory does not grow
 with the size of the dataset.
 """
 
@@ -108,7 +108,7 @@ class ManifestIndex:
         if split is not None and split not in SPLITS:
             raise ManifestError(f"split must be one of {SPLITS}, got {split!r}")
         self.split = split
-        offsets = []
+        offsets, durations = [], []
         with self.path.open("rb") as f:
             offset = 0
             for number, line in enumerate(f, start=1):
@@ -116,8 +116,10 @@ class ManifestIndex:
                     entry = _parse(line, self.path.parent, f"{self.path}:{number}")
                     if split is None or entry["split"] == split:
                         offsets.append(offset)
+                        durations.append(entry["duration"])
                 offset += len(line)
         self._offsets = np.asarray(offsets, dtype=np.int64)
+        self.durations = np.asarray(durations, dtype=np.float32)  # seconds, per clip
 
     def __len__(self) -> int:
         return len(self._offsets)
