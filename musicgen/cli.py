@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from musicgen import demo
 
-    demo.run(out_dir=args.out, seconds=args.seconds, seed=args.seed)
+    demo.run(out_dir=args.out, hours=args.hours, seed=args.seed)
     return 0
 
 
@@ -32,6 +33,99 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for path in args.files:
         demo.print_file_report(path)
     return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from musicgen.synth.build import synth_dataset
+
+    summary = synth_dataset(
+        args.out, args.hours, args.seed, soundfont=args.soundfont, workers=args.workers
+    )
+    print(
+        f"{summary['clips']} clips, {summary['hours']:.3f} h "
+        f"(train {summary['splits']['train']}, valid {summary['splits']['valid']}, "
+        f"test {summary['splits']['test']}; {summary['with_drums']} with drums, "
+        f"{summary['genres']} genres) in {summary['seconds']:.1f} s: "
+        f"{summary['realtime_factor']:.1f}x real time"
+    )
+    print(f"manifest: {Path(args.out) / 'manifest.jsonl'}")
+    return 0
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    from mgcore.data.prepare import prepare_manifest
+
+    report = prepare_manifest(
+        args.audio_dir,
+        args.out,
+        captions=args.captions,
+        valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction,
+        min_seconds=args.min_seconds,
+    )
+    print(report.format_table())
+    print(f"manifest: {args.out} ({report.usable} clips)")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from mgcore.data.check import check_manifest, report_json
+
+    report = check_manifest(
+        args.manifest, min_seconds=args.min_seconds, workers=args.workers, progress=not args.json
+    )
+    print(report_json(report) if args.json else report.format_table())
+    return 0
+
+
+def _add_data_commands(sub) -> None:
+    data = sub.add_parser("data", help="render, import and check datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=_Parser)
+    dsub.required = True
+
+    synth = dsub.add_parser(
+        "synth",
+        help="render the embedded captioned music dataset",
+        description=(
+            "Renders procedurally composed pieces in many styles and arranged works of the "
+            "music21 corpus with FluidSynth to 44.1 kHz stereo FLAC, with captions, "
+            "attributes and train/valid/test splits in DIR/manifest.jsonl. A rerun resumes."
+        ),
+    )
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--hours", type=_positive_float, required=True, help="hours of audio")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--soundfont", help="a GM SoundFont (default: Debian's TimGM6mb)")
+    synth.add_argument("--workers", type=_positive_int, default=2, help="processes (default: 2)")
+    synth.set_defaults(func=_cmd_data_synth)
+
+    prepare = dsub.add_parser(
+        "prepare",
+        help="build a manifest from a folder of your own audio",
+        description=(
+            "Checks every audio file under --audio-dir and writes a manifest of the usable "
+            "ones. Captions come from --captions (CSV or JSONL with path and caption "
+            "columns; an audiocraft JSONL manifest works too) or sidecar .txt / .json files."
+        ),
+    )
+    prepare.add_argument("--audio-dir", required=True, help="folder of audio files")
+    prepare.add_argument("--captions", help="CSV or JSONL captions file")
+    prepare.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    prepare.add_argument("--valid-fraction", type=_fraction, default=0.05)
+    prepare.add_argument("--test-fraction", type=_fraction, default=0.05)
+    prepare.add_argument("--min-seconds", type=_positive_float, default=1.0)
+    prepare.set_defaults(func=_cmd_data_prepare)
+
+    check = dsub.add_parser(
+        "check",
+        help="count usable and unusable files of a manifest, by reason",
+        description="Decodes every file a manifest names and prints what can be trained on.",
+    )
+    check.add_argument("manifest", help="manifest (.jsonl)")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--min-seconds", type=_positive_float, default=1.0)
+    check.add_argument("--workers", type=_positive_int, default=2)
+    check.set_defaults(func=_cmd_data_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,14 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the main job: run what the framework can do so far and print its numbers",
         description=(
-            "Synthesises a short stereo 44.1 kHz clip, writes and re-reads it, and reports "
-            "its loudness, STFT round-trip error, log-mel statistics, and what a 32 kHz "
-            "codec-rate round trip costs in multi-scale mel and STFT distance."
+            "Renders a small slice of the embedded captioned dataset and prints its "
+            "statistics and data check report, draws a batch from the training pipeline, "
+            "and measures one clip with the audio core (loudness, STFT round trip, log-mel, "
+            "what a 32 kHz codec-rate round trip costs)."
         ),
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument(
-        "--seconds", type=_positive_float, default=8.0, help="clip length (default: 8)"
+        "--hours", type=_positive_float, default=0.05, help="dataset slice (default: 0.05)"
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(func=_cmd_demo)
@@ -68,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("files", nargs="+", help="audio files (any format libsndfile reads)")
     info.set_defaults(func=_cmd_info)
+    _add_data_commands(sub)
     return parser
 
 
@@ -81,15 +177,42 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input, not a bug: reported in one line, exit status 1."""
+    from mgcore.audio import AudioFileError
+    from mgcore.data.manifest import ManifestError
+    from musicgen.synth.render import RenderError
+
+    return (AudioFileError, ManifestError, RenderError, FileNotFoundError, NotADirectoryError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `musicgen` console script."""
-    from mgcore.audio import AudioFileError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except AudioFileError as err:
+    except _user_errors() as err:
         print(f"musicgen: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
