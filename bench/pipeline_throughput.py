@@ -22,7 +22,7 @@ import numpy as np
 
 from mgcore import audio
 from mgcore.data.manifest import ManifestIndex, write_manifest
-from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig, _LoadCrop
+from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig, load_crop
 
 
 def _synthetic_manifest(root: Path, n: int = 24, seconds: float = 30.0) -> Path:
@@ -72,11 +72,11 @@ def main() -> None:
             shard_index=0,
             shard_count=1,
         )
-        index, load = ManifestIndex(manifest, "train"), _LoadCrop(cfg)
+        index = ManifestIndex(manifest, "train")
         rng = np.random.default_rng(0)
         start = time.perf_counter()
         for i in range(args.clips):
-            load((index[i % len(index)], 0), rng)
+            load_crop(index[i % len(index)], cfg, rng)
         loop_rate = args.clips / (time.perf_counter() - start)
 
         loader = AudioLoader(manifest, "train", cfg)

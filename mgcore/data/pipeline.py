@@ -119,8 +119,63 @@ class _Source:
         return self.index[int(entry)], int(window)
 
 
+def load_crop(
+    entry: dict, config: AudioPipelineConfig, rng: np.random.Generator, window: int = 0
+) -> dict | Skipped:
+    """One training example from one manifest entry, or why it cannot be made.
+
+    Args:
+        entry: a manifest entry (absolute `path`).
+        config: crop length and kind, rate, channels, loudness, caption dropout.
+        rng: draws the random crop's offset and the caption dropout.
+        window: which window, for sequential crops.
+    """
+    cfg = config
+    path = entry["path"]
+    try:
+        duration = audio_info(path).duration
+        if duration < cfg.min_seconds:
+            reason = f"{duration:.2f} s is shorter than the minimum {cfg.min_seconds:g} s"
+            return Skipped(path, "too_short", reason)
+        if cfg.crop == "random":
+            offset = float(rng.uniform(0.0, max(0.0, duration - cfg.crop_seconds)))
+        else:
+            offset = window * cfg.crop_seconds
+        x, _ = load_audio(
+            path,
+            offset=offset,
+            duration=cfg.crop_seconds,
+            sample_rate=cfg.sample_rate,
+            channels=cfg.channels,
+        )
+    except AudioFileError as err:
+        return Skipped(path, err.kind, err.reason)
+    if float(np.abs(x).max()) < SILENCE_PEAK:
+        return Skipped(path, "silent", "crop is silent (peak below -80 dBFS)")
+    n = round(cfg.crop_seconds * cfg.sample_rate)
+    length = min(n, x.shape[-1])
+    if cfg.loudness_lufs is not None and length >= loudness.BLOCK_SECONDS * cfg.sample_rate:
+        x = loudness.normalize_loudness(x[:, :length], cfg.sample_rate, cfg.loudness_lufs)
+        peak = float(np.abs(x).max())
+        if peak > 1.0:  # loud targets on peaky audio: never hand the model clipping
+            x = x / peak
+    out = np.zeros((cfg.channels, n), np.float32)
+    out[:, :length] = x[:, :length]
+    caption = entry["caption"]
+    if cfg.caption_dropout and rng.random() < cfg.caption_dropout:
+        caption = ""
+    return {
+        "audio": out,
+        "length": length,
+        "caption": caption,
+        "attributes": entry["attributes"],
+        "path": path,
+        "offset": offset,
+    }
+
+
 class _LoadCrop:
-    """The per-element work: pure in (element, rng), picklable for workers.
+    """`load_crop` over grain's tagged elements, with the element's epoch attached.
 
     Args:
         config: the pipeline's config.
@@ -134,55 +189,11 @@ class _LoadCrop:
     def __call__(self, tagged: tuple[int, tuple[dict, int]], rng: np.random.Generator):
         index, (entry, window) = tagged
         epoch = index // self.epoch_length
-        example = self._load(entry, window, rng)
+        example = load_crop(entry, self.config, rng, window)
         if isinstance(example, Skipped):
             return dataclasses.replace(example, epoch=epoch)
         example["epoch"] = epoch
         return example
-
-    def _load(self, entry: dict, window: int, rng: np.random.Generator) -> dict | Skipped:
-        cfg = self.config
-        path = entry["path"]
-        try:
-            duration = audio_info(path).duration
-            if duration < cfg.min_seconds:
-                reason = f"{duration:.2f} s is shorter than the minimum {cfg.min_seconds:g} s"
-                return Skipped(path, "too_short", reason)
-            if cfg.crop == "random":
-                offset = float(rng.uniform(0.0, max(0.0, duration - cfg.crop_seconds)))
-            else:
-                offset = window * cfg.crop_seconds
-            x, _ = load_audio(
-                path,
-                offset=offset,
-                duration=cfg.crop_seconds,
-                sample_rate=cfg.sample_rate,
-                channels=cfg.channels,
-            )
-        except AudioFileError as err:
-            return Skipped(path, err.kind, err.reason)
-        if float(np.abs(x).max()) < SILENCE_PEAK:
-            return Skipped(path, "silent", "crop is silent (peak below -80 dBFS)")
-        n = round(cfg.crop_seconds * cfg.sample_rate)
-        length = min(n, x.shape[-1])
-        if cfg.loudness_lufs is not None and length >= loudness.BLOCK_SECONDS * cfg.sample_rate:
-            x = loudness.normalize_loudness(x[:, :length], cfg.sample_rate, cfg.loudness_lufs)
-            peak = float(np.abs(x).max())
-            if peak > 1.0:  # loud targets on peaky audio: never hand the model clipping
-                x = x / peak
-        out = np.zeros((cfg.channels, n), np.float32)
-        out[:, :length] = x[:, :length]
-        caption = entry["caption"]
-        if cfg.caption_dropout and rng.random() < cfg.caption_dropout:
-            caption = ""
-        return {
-            "audio": out,
-            "length": length,
-            "caption": caption,
-            "attributes": entry["attributes"],
-            "path": path,
-            "offset": offset,
-        }
 
 
 def _absl_flags_parsed() -> None:

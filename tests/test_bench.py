@@ -1,0 +1,33 @@
+"""Every benchmark still runs and ends with its ratio (tiny sizes; speed is not judged here)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "bench"
+CASES = {
+    "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
+    "pipeline_throughput.py": ["--clips", "8"],
+    "render_speed.py": ["--hours", "0.005", "--workers", "1"],
+}
+
+
+def test_every_benchmark_has_a_smoke_case():
+    assert sorted(p.name for p in BENCH.glob("*.py")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_prints_a_ratio_last(name):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / name), *CASES[name]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    ratio = re.search(r"([0-9.]+)x?$", last)
+    assert ratio and float(ratio.group(1)) > 0, last
