@@ -1,0 +1,249 @@
+"""Checkpoints for the one trainer that serves all three model families.
+
+A checkpoint is one step directory written by orbax's `CheckpointManager` (the MaxText and
+orbax-docs pattern) with two items:
+
+* `state`: the trainer's pytree of `jax.Array`s (params, optimiser state, EMA, step, RNG key
+  data), written with orbax's standard (tensorstore/OCDBT) handler, so it restores onto any
+  mesh given abstract arrays that carry the target shardings;
+* `extra`: a JSON dict (data-iterator state, resolved config, ...).
+
+Nothing here writes a file itself: every byte goes through orbax, which writes into a temporary
+directory and renames it when complete (a killed save never shows up as a step), and which writes
+shared files from the primary process only on multi-host runs. Loading never unpickles.
+
+`PreemptionGuard` turns SIGTERM/SIGINT into a flag that the trainer polls after each step, so that
+it can save with `force=True`, `wait()` and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+__all__ = ["Checkpointer", "PreemptionGuard"]
+
+_STATE = "state"
+_EXTRA = "extra"
+
+
+class Checkpointer:
+    """Saves and restores (state pytree, JSON extra) pairs at a fixed step interval.
+
+    Args:
+      directory: the checkpoint root (one sub-directory per step); created if missing.
+      save_every: `should_save(step)` is true when `step % save_every == 0`.
+      keep: how many of the latest checkpoints to keep; older ones are deleted.
+      async_save: write in a background thread; `save` returns once the arrays are copied off
+        the device, the next `save` or `wait()` blocks until the previous one is committed.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        save_every: int,
+        keep: int = 3,
+        async_save: bool = True,
+    ) -> None:
+        if save_every < 1:
+            raise ValueError(f"save_every must be >= 1, got {save_every}")
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(
+            save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(save_every),
+            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            enable_async_checkpointing=async_save,
+            # Left-overs of a killed save (`<step>.orbax-checkpoint-tmp-*`) are never listed as
+            # steps; removing them at start-up only reclaims their disk space.
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            epath.Path(self.directory), item_names=(_STATE, _EXTRA), options=options
+        )
+
+    def should_save(self, step: int) -> bool:
+        """Whether `step` is on the save cadence (and newer than the latest checkpoint).
+
+        Args:
+          step: the training step just completed.
+        """
+        return bool(self._manager.should_save(step))
+
+    def save(self, step: int, state: Any, extra: dict[str, Any], *, force: bool = False) -> bool:
+        """Saves `state` and `extra` as checkpoint `step`, if due (or forced).
+
+        All processes must call this with the same arguments; orbax coordinates the hosts.
+
+        Args:
+          step: the step number that names the checkpoint.
+          state: pytree of `jax.Array`s (sharded or not).
+          extra: JSON-serialisable dict, e.g. data-iterator state and the resolved config.
+          force: save even if `step` is off the cadence (preemption, end of training). A step
+            that already has a checkpoint is never overwritten: the call returns False.
+
+        Returns:
+          Whether a save was started.
+        """
+        # Fail here, in the caller's thread, rather than in orbax's background writer.
+        json.dumps(extra, allow_nan=False)
+        if force and step in self._manager.all_steps():
+            return False
+        args = ocp.args.Composite(
+            **{_STATE: ocp.args.StandardSave(state), _EXTRA: ocp.args.JsonSave(extra)}
+        )
+        return bool(self._manager.save(step, args=args, force=force))
+
+    def latest_step(self) -> int | None:
+        """The newest committed step, or None when there is none."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """All committed steps, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def restore(
+        self, step: int | None = None, *, abstract_state: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        """Restores checkpoint `step` (default: the latest) onto the shardings of `abstract_state`.
+
+        Args:
+          step: which checkpoint; None for the latest.
+          abstract_state: pytree of `jax.ShapeDtypeStruct` with `.sharding` set, shaped like the
+            saved state. The arrays come back with these shardings, whatever mesh wrote them.
+
+        Returns:
+          (state, extra).
+
+        Raises:
+          FileNotFoundError: there is no checkpoint (at `step`).
+        """
+        # A save in flight may be the very step asked for; let it commit first.
+        self._manager.wait_until_finished()
+        if step is None:
+            step = self._manager.latest_step()
+            if step is None:
+                raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        elif step not in self._manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}")
+        _check_abstract(abstract_state)
+        args = ocp.args.Composite(
+            **{_STATE: ocp.args.StandardRestore(abstract_state), _EXTRA: ocp.args.JsonRestore()}
+        )
+        restored = self._manager.restore(step, args=args)
+        return restored[_STATE], dict(restored[_EXTRA])
+
+    def wait(self) -> None:
+        """Blocks until any asynchronous save has been committed (or raises its error)."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases orbax's threads."""
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_abstract(abstract_state: Any) -> None:
+    # Without a sharding orbax would guess one (or fall back to the saved one, which may name
+    # devices this process does not have); insist on an explicit target.
+    for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
+        if not isinstance(leaf, jax.ShapeDtypeStruct) or leaf.sharding is None:
+            raise TypeError(
+                f"abstract_state{jax.tree_util.keystr(path)} must be a jax.ShapeDtypeStruct "
+                f"with .sharding set, got {leaf!r}"
+            )
+
+
+_Handler = Callable[[int, types.FrameType | None], Any] | int | None
+
+
+class PreemptionGuard:
+    """Context manager that turns SIGTERM and SIGINT into a flag the trainer polls.
+
+    The handlers only record the signal; the trainer checks `requested` after each step, saves
+    with `force=True`, calls `wait()` and returns. Signals that arrive after the first one (a
+    second Ctrl-C while the checkpoint is being written) are counted and a note is written to
+    stderr, but they do not interrupt the save: a half-finished save would be discarded anyway,
+    so interrupting it only loses work. To abort for real, send SIGKILL (or Ctrl-\\ for
+    SIGQUIT); the previous checkpoint stays intact because orbax commits by rename. On leaving
+    the context the previous handlers are restored.
+
+    Must be entered in the main thread (Python delivers signals only there).
+
+    On multi-host runs a signal may reach only some processes; call `requested_any_process()`
+    (a collective: every process, every time) so that all of them decide to save together.
+    """
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._signal: signal.Signals | None = None
+        self._count = 0
+        self._previous: dict[signal.Signals, _Handler] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a SIGTERM or SIGINT arrived inside the context."""
+        return self._signal is not None
+
+    @property
+    def signal(self) -> signal.Signals | None:
+        """The first signal received, or None."""
+        return self._signal
+
+    @property
+    def count(self) -> int:
+        """How many signals arrived in all."""
+        return self._count
+
+    def requested_any_process(self) -> bool:
+        """`requested` OR-ed over all processes (a collective on multi-host runs)."""
+        if jax.process_count() == 1:
+            return self.requested
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
+        return bool(np.any(flags))
+
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
+        del frame
+        self._count += 1
+        if self._signal is None:
+            self._signal = signal.Signals(signum)
+            return
+        # os.write is safe here; logging takes locks the interrupted code may hold.
+        name = signal.Signals(signum).name
+        os.write(
+            2,
+            f"[PreemptionGuard] {name} again ({self._count}): finishing the checkpoint first; "
+            "send SIGKILL to abort (the previous checkpoint stays usable).\n".encode(),
+        )
+
+    def __enter__(self) -> PreemptionGuard:
+        for sig in self._SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            # None means the handler was not installed from Python; the default is the honest
+            # fallback then.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
