@@ -18,19 +18,8 @@ import itertools
 import numpy as np
 
 from musicgen.synth.ensembles import Ensemble, Instrument
-from musicgen.synth.score import Note
+from musicgen.synth.score import SCALES, Note
 
-SCALES = {
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    "ionian": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10),
-    "aeolian": (0, 2, 3, 5, 7, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "locrian": (0, 1, 3, 5, 6, 8, 10),
-}
 _STRUM_SECONDS = 0.012  # between strings of a strummed chord
 _STYLE = {"guitar": "strum", "banjo": "strum", "harp": "arpeggio", "organ": "sustain"}
 

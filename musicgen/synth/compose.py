@@ -20,17 +20,11 @@ import zlib
 
 import numpy as np
 
-from musicgen.synth.score import DRUM_KEYS, Note, Piece, Track
+from musicgen.synth.score import DRUM_KEYS, SCALES, Note, Piece, Track
 from musicgen.synth.styles import STYLES, Part, Style
 
-MODES = {
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-}
+# The modes the styles compose in (a subset of the score's scale table).
+MODES = {m: SCALES[m] for m in ("major", "minor", "dorian", "phrygian", "lydian", "mixolydian")}
 DARK_MODES = frozenset({"minor", "dorian", "phrygian"})
 # Semitones from a mode's tonic down to its parent major scale, for spelling the key.
 _PARENT = {"major": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9}

@@ -14,6 +14,18 @@ from pathlib import Path
 import mido
 
 DRUM_CHANNEL = 9
+# Semitones of each mode's scale degrees above its tonic.
+SCALES = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "ionian": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "aeolian": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "locrian": (0, 1, 3, 5, 6, 8, 10),
+}
 TICKS_PER_BEAT = 480
 
 # General MIDI level 1 program names, 0-based program numbers.
