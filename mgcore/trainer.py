@@ -188,36 +188,39 @@ def train(
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train")
     pending, last = None, {}
     started, since_log = time.perf_counter(), 0
-    with PreemptionGuard() as preempt:
-        for step in range(start, total):
-            batch = next(data)
-            state, metrics = step_fn(state, _device_batch(batch))
-            since_log += 1
-            done = step + 1
-            if pending is not None and pending[0] % train_config.log_every == 0:
-                last = _log(writer, bar, pending, since_log, time.perf_counter() - started)
-                started, since_log = time.perf_counter(), 0
-                _check_finite(last, optimizer)
-            pending = (done, metrics)
-            bar.update()
-            if (
-                evaluate is not None
-                and train_config.eval_every
-                and done % train_config.eval_every == 0
-            ):
-                evaluate(nnx.merge(graphdef, state["ema"] or state["params"]), done, writer)
-            if ckpt.should_save(done) or done == total or preempt.requested:
-                ckpt.save(done, state, {"data": data.get_state(), "config": config_dict or {}},
-                          force=True)  # fmt: skip
-            if preempt.requested:
-                log.warning("stopping at step %d on a signal; resume by running again", done)
-                break
-    if pending is not None:
-        last = _log(writer, bar, pending, max(since_log, 1), time.perf_counter() - started)
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
-    bar.close()
+    try:
+        with PreemptionGuard() as preempt:
+            for step in range(start, total):
+                batch = next(data)
+                state, metrics = step_fn(state, _device_batch(batch))
+                since_log += 1
+                done = step + 1
+                if pending is not None and pending[0] % train_config.log_every == 0:
+                    last = _log(writer, bar, pending, since_log, time.perf_counter() - started)
+                    started, since_log = time.perf_counter(), 0
+                    _check_finite(last, optimizer)
+                pending = (done, metrics)
+                bar.update()
+                if (
+                    evaluate is not None
+                    and train_config.eval_every
+                    and done % train_config.eval_every == 0
+                ):
+                    weights = state["ema"] if state["ema"] is not None else state["params"]
+                    evaluate(nnx.merge(graphdef, weights), done, writer)
+                if ckpt.should_save(done) or done == total or preempt.requested:
+                    ckpt.save(done, state, {"data": data.get_state(), "config": config_dict or {}},
+                              force=True)  # fmt: skip
+                if preempt.requested:
+                    log.warning("stopping at step %d on a signal; resume by running again", done)
+                    break
+        if pending is not None:
+            last = _log(writer, bar, pending, max(since_log, 1), time.perf_counter() - started)
+    finally:  # also on NonFiniteError: finish an async save, close wandb
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+        bar.close()
     return last
 
 

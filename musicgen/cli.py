@@ -62,6 +62,7 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction,
         min_seconds=args.min_seconds,
+        workers=args.workers,
     )
     print(report.format_table())
     print(f"manifest: {args.out} ({report.usable} clips)")
@@ -114,6 +115,7 @@ def _add_data_commands(sub) -> None:
     prepare.add_argument("--valid-fraction", type=_fraction, default=0.05)
     prepare.add_argument("--test-fraction", type=_fraction, default=0.05)
     prepare.add_argument("--min-seconds", type=_positive_float, default=1.0)
+    prepare.add_argument("--workers", type=_positive_int, default=2)
     prepare.set_defaults(func=_cmd_data_prepare)
 
     check = dsub.add_parser(

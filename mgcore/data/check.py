@@ -16,6 +16,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,32 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def check_files(
+    paths: Sequence[str | os.PathLike],
+    *,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    workers: int = 2,
+    progress: bool = True,
+    desc: str = "checking",
+) -> Iterator[FileCheck]:
+    """`check_file` over many files, `workers` processes in parallel, in input order."""
+    from tqdm.auto import tqdm
+
+    paths = [str(p) for p in paths]
+    with tqdm(total=len(paths), desc=desc, disable=not progress) as bar:
+        if workers <= 1:
+            for path in paths:
+                yield check_file(path, min_seconds)
+                bar.update()
+            return
+        # spawn, not fork: forking a process that runs JAX's threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for check in pool.map(check_file, paths, [min_seconds] * len(paths), chunksize=8):
+                yield check
+                bar.update()
+
+
 def check_manifest(
     manifest: str | os.PathLike,
     *,
@@ -138,26 +165,14 @@ def check_manifest(
     progress: bool = True,
 ) -> CheckReport:
     """Checks every file a manifest names, `workers` processes in parallel."""
-    from tqdm.auto import tqdm
-
     from mgcore.data.manifest import iter_manifest
 
     paths = [e["path"] for e in iter_manifest(manifest)]
     report = CheckReport()
-    bar = tqdm(total=len(paths), desc=f"checking {Path(manifest).name}", disable=not progress)
-    if workers <= 1:
-        checks = (check_file(p, min_seconds) for p in paths)
-        for c in checks:
-            report.add(c)
-            bar.update()
-    else:
-        # spawn, not fork: forking a process that runs JAX's threads can deadlock.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for c in pool.map(check_file, paths, [min_seconds] * len(paths), chunksize=8):
-                report.add(c)
-                bar.update()
-    bar.close()
+    desc = f"checking {Path(manifest).name}"
+    for check in check_files(paths, min_seconds=min_seconds, workers=workers, progress=progress,
+                             desc=desc):  # fmt: skip
+        report.add(check)
     return report
 
 

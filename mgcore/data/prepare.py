@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 
 from mgcore.audio import UNSUPPORTED_AUDIO_EXTENSIONS
-from mgcore.data.check import DEFAULT_MIN_SECONDS, CheckReport, check_file
+from mgcore.data.check import DEFAULT_MIN_SECONDS, CheckReport, check_files
 from mgcore.data.manifest import REQUIRED_ATTRIBUTES, write_manifest
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus", ".w64", ".rf64")
@@ -105,6 +105,7 @@ def prepare_manifest(
     valid_fraction: float = 0.05,
     test_fraction: float = 0.05,
     min_seconds: float = DEFAULT_MIN_SECONDS,
+    workers: int = 2,
     progress: bool = True,
 ) -> CheckReport:
     """Scans `audio_dir`, checks every audio file, and writes a manifest of the usable
@@ -113,8 +114,6 @@ def prepare_manifest(
     Returns:
         The check report over all audio files found (usable and not).
     """
-    from tqdm.auto import tqdm
-
     root, out = Path(audio_dir).resolve(), Path(out).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
@@ -127,8 +126,9 @@ def prepare_manifest(
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
         by_file = {}
     report, entries = CheckReport(), []
-    for path in tqdm(files, desc=f"scanning {root.name}", disable=not progress):
-        verdict = check_file(path, min_seconds)
+    verdicts = check_files(files, min_seconds=min_seconds, workers=workers, progress=progress,
+                           desc=f"scanning {root.name}")  # fmt: skip
+    for path, verdict in zip(files, verdicts, strict=True):
         report.add(verdict)
         if not verdict.ok:
             continue
