@@ -14,6 +14,8 @@ MusicGen's AdamW with 4k warmup and cosine decay.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping
 from typing import Literal
 
 import jax
@@ -92,8 +94,8 @@ def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
 
 
-def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
-    """The full chain: clip -> Adam(W) with the schedule -> accumulate -> skip non-finite."""
+def _core(config: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
+    """Clip -> Adam(W) with the schedule, for one group of parameters."""
     schedule = make_schedule(config, total_steps)
     if config.name == "adamw":
         core = optax.adamw(schedule, config.b1, config.b2, config.eps,
@@ -105,11 +107,45 @@ def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientT
     parts = (
         [] if config.grad_clip_norm is None else [optax.clip_by_global_norm(config.grad_clip_norm)]
     )
-    chain = optax.chain(*parts, core)
+    return optax.chain(*parts, core)
+
+
+def make_optimizer(
+    config: OptimizerConfig,
+    total_steps: int,
+    groups: Mapping[str, OptimizerConfig] | None = None,
+) -> optax.GradientTransformation:
+    """The full chain: clip -> Adam(W) with the schedule -> accumulate -> skip non-finite.
+
+    Args:
+      config: the optimiser of every parameter not in `groups`; its accumulation and
+        non-finite settings apply to the whole model.
+      total_steps: optimiser updates in the run (for the schedule's decay length).
+      groups: optional per-group optimisers keyed by the top-level attribute of the model
+        that holds the group's parameters (a GAN's `"discriminator"`): each group gets its
+        own clipping norm, schedule and Adam settings, as DAC and EnCodec train their
+        generator and discriminators.
+    """
+    if groups:
+        transforms = {"default": _core(config, total_steps)}
+        transforms.update({name: _core(c, total_steps) for name, c in groups.items()})
+        chain = optax.multi_transform(transforms, functools.partial(_group_labels, set(groups)))
+    else:
+        chain = _core(config, total_steps)
     if config.grad_accumulation > 1:
         chain = optax.MultiSteps(chain, every_k_schedule=config.grad_accumulation)
     # Outermost, so a NaN micro-batch never reaches the accumulator either.
     return optax.apply_if_finite(chain, config.max_consecutive_nonfinite)
+
+
+def _group_labels(names: set[str], params):
+    """Labels each parameter by its top-level attribute when that names a group."""
+
+    def label(path, _):
+        top = getattr(path[0], "key", getattr(path[0], "name", None)) if path else None
+        return top if top in names else "default"
+
+    return jax.tree_util.tree_map_with_path(label, params)
 
 
 def nonfinite_counts(opt_state) -> tuple[jax.Array, jax.Array]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import flax.nnx as nnx
@@ -25,8 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
+from mgcore.sharding import (
+    DEFAULT_RULES,
+    MeshConfig,
+    Rules,
+    make_mesh,
+    shard_batch,
+    state_shardings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +75,30 @@ class DataIterator(Protocol):
 
 
 class Family(Protocol):
-    """What a model family gives the trainer."""
+    """What a model family gives the trainer.
+
+    Optional extras, looked up with `getattr`:
+
+    - `evaluate(model, step, writer)`: called every `eval_every` steps with the EMA
+      weights (or the weights); logs scalars, audio and images through `writer`
+      (a `MetricsWriter`). Every process calls it; only process 0 writes.
+    - `optimizer_groups() -> dict[str, OptimizerConfig]`: separate optimisers for the
+      parameters under a top-level attribute of the model (a GAN's discriminator).
+    """
 
     def create_model(self, rngs: nnx.Rngs) -> nnx.Module: ...
 
     def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
-        """Scalar loss and a dict of scalar metrics; pure and jit-able."""
+        """Scalar loss and a dict of metrics (scalars or small vectors); pure and jit-able.
+
+        The model's non-`nnx.Param` variables (batch statistics, EMA codebooks) may be
+        updated in place; the trainer keeps the updates unless the step was skipped.
+        """
         ...
 
-    def data(self) -> DataIterator: ...
+    def data(self) -> DataIterator:
+        """This process's rows of each global batch (`sharding.local_batch_rows`)."""
+        ...
 
 
 class NonFiniteError(RuntimeError):
@@ -92,24 +119,33 @@ def make_train_step(
     compute_dtype=jnp.float32,
     ema_decay: float | None = None,
     grad_accumulation: int = 1,
+    state_shardings: Any = None,
 ):
     """A pure `step(state, batch) -> (state, metrics)`, jitted, donating the state.
 
-    `state` is a dict: params (nnx.State, float32), opt_state, ema (or None), step,
-    rng (a key). Metrics are device scalars; reading them is what syncs the host.
+    `state` is a dict: params (the model's `nnx.Param`s, float32), rest (its other
+    variables), opt_state, ema (or None), step, rng (key data). Metrics are device
+    arrays; reading them is what syncs the host. With `state_shardings`, the new state
+    is pinned to the same layout as the old (XLA would otherwise be free to move it).
     """
 
     def step_fn(state: dict, batch: dict):
         rng, step_rng = jax.random.split(state["rng"])
 
         def objective(params):
-            model = nnx.merge(graphdef, _cast_floats(params, compute_dtype))
+            # Fresh Variables at this trace level: the loss may update them in place.
+            rest = jax.tree.map(lambda x: x, state["rest"])
+            model = nnx.merge(graphdef, _cast_floats(params, compute_dtype), rest)
             loss, aux = loss_fn(model, batch, step_rng)
-            return loss.astype(jnp.float32), aux
+            rest = nnx.split(model, nnx.Param, ...)[2]
+            return loss.astype(jnp.float32), (aux, rest)
 
-        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+        (loss, (aux, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        # A skipped (non-finite) step must not leak NaN into the non-Param state either.
+        finite = opt_state.last_finite
+        rest = jax.tree.map(lambda new, old: jnp.where(finite, new, old), rest, state["rest"])
         ema = state["ema"]
         if ema_decay is not None:
             ema = ema_update(ema, params, ema_decay)
@@ -122,27 +158,84 @@ def make_train_step(
             "nonfinite_total": opt_state.total_notfinite,
             **aux,
         }
-        new_state = {"params": params, "opt_state": opt_state, "ema": ema,
+        new_state = {"params": params, "rest": rest, "opt_state": opt_state, "ema": ema,
                      "step": state["step"] + 1, "rng": rng}  # fmt: skip
         return new_state, metrics
 
-    return jax.jit(step_fn, donate_argnums=0)
+    if state_shardings is None:
+        return jax.jit(step_fn, donate_argnums=0)
+    mesh = jax.tree.leaves(state_shardings)[0].mesh
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(step_fn, donate_argnums=0, out_shardings=(state_shardings, replicated))
 
 
-def init_state(family: Family, optimizer: OptimizerConfig, train: TrainConfig):
-    """Builds the model and the initial training state; returns (graphdef, state, tx, schedule)."""
-    model = family.create_model(nnx.Rngs(train.seed))
-    graphdef, params = nnx.split(model)
-    tx = make_optimizer(optimizer, train.steps)
+@dataclasses.dataclass
+class TrainState:
+    """What `init_state` prepares: the pieces of the model and the sharded state."""
+
+    graphdef: nnx.GraphDef
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    shardings: Any  # NamedSharding per leaf of the state dict
+    abstract: Any  # ShapeDtypeStruct per leaf, with the shardings (for restore)
+    init: Callable[[], dict]  # jitted; builds each shard on its own device
+
+
+def init_state(
+    family: Family,
+    optimizer: OptimizerConfig,
+    train: TrainConfig,
+    mesh: Mesh,
+    rules: Rules = DEFAULT_RULES,
+) -> TrainState:
+    """Plans the training state on `mesh` from abstract shapes; allocates nothing.
+
+    Parameters follow their logical-axis annotations through `rules`; optimiser moments
+    and EMA follow their parameter; everything else (step, RNG, counters) is replicated.
+    `TrainState.init()` then builds the state under `jit` with these `out_shardings`,
+    so no device ever holds a full copy of a sharded model.
+    """
+
+    def create():
+        with nnx.use_eager_sharding(False):
+            return family.create_model(nnx.Rngs(train.seed))
+
+    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(create), nnx.Param, ...)
+    groups = getattr(family, "optimizer_groups", lambda: None)()
+    tx = make_optimizer(optimizer, train.steps, groups)
     schedule = make_schedule(optimizer, train.steps)
-    state = {
-        "params": params,
-        "opt_state": tx.init(params),
-        "ema": jax.tree.map(jnp.copy, params) if optimizer.ema_decay is not None else None,
-        "step": jnp.zeros((), jnp.int32),
-        "rng": jax.random.key_data(jax.random.key(train.seed + 1)),
-    }
-    return graphdef, state, tx, schedule
+
+    def init() -> dict:
+        _, params, rest = nnx.split(create(), nnx.Param, ...)
+        return {
+            "params": params,
+            "rest": rest,
+            "opt_state": tx.init(params),
+            "ema": jax.tree.map(jnp.copy, params) if optimizer.ema_decay is not None else None,
+            "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(jax.random.key(train.seed + 1)),
+        }
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    param_sh = state_shardings(abs_params, mesh, rules)
+    abstract = jax.eval_shape(init)
+    shardings = {
+        "params": param_sh,
+        "rest": state_shardings(abs_rest, mesh, rules),
+        # Moments mirror their parameter's layout (ZeRO: sharded like the weights).
+        "opt_state": optax.tree_map_params(
+            tx, lambda _, sh: sh, abstract["opt_state"], param_sh,
+            transform_non_params=lambda _: replicated,
+        ),
+        "ema": param_sh if optimizer.ema_decay is not None else None,
+        "step": replicated,
+        "rng": replicated,
+    }  # fmt: skip
+    abstract = jax.tree.map(
+        lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, shardings
+    )
+    return TrainState(graphdef, tx, schedule, shardings, abstract,
+                      jax.jit(init, out_shardings=shardings))  # fmt: skip
 
 
 def train(
@@ -151,63 +244,81 @@ def train(
     train_config: TrainConfig,
     workdir,
     *,
+    mesh_config: MeshConfig | None = None,
     config_dict: dict | None = None,
-    evaluate: Callable[[nnx.Module, int, Any], None] | None = None,
     progress: bool = True,
+    devices: Sequence[jax.Device] | None = None,
 ) -> dict:
     """Trains, resuming from the latest checkpoint in `workdir`; returns the last metrics.
 
     Stops after `train_config.steps`, on SIGTERM/SIGINT (after saving), or with
     `NonFiniteError` after `optimizer.max_consecutive_nonfinite` skipped updates
-    in a row.
+    in a row. Checkpoints go to `workdir/checkpoints`, metrics to
+    `workdir/metrics.jsonl` (and wandb).
+
+    Args:
+      family: the model family (`Family`).
+      optimizer: the optimiser of the whole model (or of its default group).
+      train_config: the loop's settings.
+      workdir: the run's folder; created if missing.
+      mesh_config: mesh sizes and logical-axis rules; default: data parallel over all
+        devices.
+      config_dict: the resolved experiment config, saved with every checkpoint and
+        logged to wandb.
+      progress: show a progress bar.
+      devices: the devices of the mesh; default all (`jax.devices()`).
     """
     from tqdm.auto import tqdm
 
     from mgcore.checkpoint import Checkpointer, PreemptionGuard
     from mgcore.metrics import MetricsWriter
 
-    graphdef, state, tx, schedule = init_state(family, optimizer, train_config)
+    mesh_config = mesh_config or MeshConfig()
+    mesh = make_mesh(mesh_config, devices)
+    plan = init_state(family, optimizer, train_config, mesh, mesh_config.rules)
     data = family.data()
-    ckpt = Checkpointer(workdir, save_every=train_config.save_every, keep=train_config.keep)
+    ckpt = Checkpointer(
+        Path(workdir) / "checkpoints", save_every=train_config.save_every, keep=train_config.keep
+    )
     start = 0
     if ckpt.latest_step() is not None:
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-        )
-        state, extra = ckpt.restore(abstract_state=abstract)
+        state, extra = ckpt.restore(abstract_state=plan.abstract)
         data.set_state(extra["data"])
         start = int(state["step"])
         log.info("resumed from step %d", start)
+    else:
+        state = plan.init()
     step_fn = make_train_step(
-        graphdef, family.loss, tx, schedule,
+        plan.graphdef, family.loss, plan.tx, plan.schedule,
         compute_dtype=jnp.dtype(train_config.compute_dtype),
         ema_decay=optimizer.ema_decay, grad_accumulation=optimizer.grad_accumulation,
+        state_shardings=plan.shardings,
     )  # fmt: skip
+    evaluate = getattr(family, "evaluate", None)
     writer = MetricsWriter(workdir, config=config_dict, mode=train_config.wandb)
     total = train_config.steps * optimizer.grad_accumulation
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train")
     pending, last = None, {}
-    started, since_log = time.perf_counter(), 0
+    timer = _Throughput()
     try:
         with PreemptionGuard() as preempt:
             for step in range(start, total):
-                batch = next(data)
-                state, metrics = step_fn(state, _device_batch(batch))
-                since_log += 1
+                batch = shard_batch(_device_batch(next(data)), mesh)
+                state, metrics = step_fn(state, batch)
+                timer.add(_batch_rows(batch))
                 done = step + 1
                 if pending is not None and pending[0] % train_config.log_every == 0:
-                    last = _log(writer, bar, pending, since_log, time.perf_counter() - started)
-                    started, since_log = time.perf_counter(), 0
+                    last = _log(writer, bar, pending, timer.take())
                     _check_finite(last, optimizer)
                 pending = (done, metrics)
                 bar.update()
                 if (
                     evaluate is not None
                     and train_config.eval_every
-                    and done % train_config.eval_every == 0
+                    and (done % train_config.eval_every == 0)
                 ):
                     weights = state["ema"] if state["ema"] is not None else state["params"]
-                    evaluate(nnx.merge(graphdef, weights), done, writer)
+                    evaluate(nnx.merge(plan.graphdef, weights, state["rest"]), done, writer)
                 if ckpt.should_save(done) or done == total or preempt.requested:
                     ckpt.save(done, state, {"data": data.get_state(), "config": config_dict or {}},
                               force=True)  # fmt: skip
@@ -215,7 +326,7 @@ def train(
                     log.warning("stopping at step %d on a signal; resume by running again", done)
                     break
         if pending is not None:
-            last = _log(writer, bar, pending, max(since_log, 1), time.perf_counter() - started)
+            last = _log(writer, bar, pending, timer.take())
     finally:  # also on NonFiniteError: finish an async save, close wandb
         ckpt.wait()
         ckpt.close()
@@ -229,12 +340,60 @@ def _device_batch(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if isinstance(v, np.ndarray | jax.Array)}
 
 
-def _log(writer, bar, pending, steps: int, seconds: float) -> dict:
+def _batch_rows(batch: dict) -> int:
+    arrays = [v for v in batch.values() if getattr(v, "ndim", 0) > 0]
+    return int(arrays[0].shape[0]) if arrays else 0
+
+
+class _Throughput:
+    """Steps and examples per second since the last log, and the host's memory."""
+
+    def __init__(self):
+        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
+
+    def add(self, rows: int) -> None:
+        self.steps, self.examples = self.steps + 1, self.examples + rows
+
+    def take(self) -> dict:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        out = {
+            "steps_per_second": max(self.steps, 1) / seconds,
+            "examples_per_second": self.examples / seconds,
+            "host_memory_mb": host_memory_mb(),
+        }
+        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
+        return out
+
+
+def host_memory_mb() -> float:
+    """This process's resident set size in MiB (current, not peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # not Linux: peak RSS is the best we can get
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _log(writer, bar, pending, rates: dict) -> dict:
     step, metrics = pending
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    values["steps_per_second"] = steps / max(seconds, 1e-9)
+    values: dict[str, float] = {}
+    for key, value in jax.device_get(metrics).items():
+        value = np.asarray(value)
+        if value.ndim == 0:
+            values[key] = float(value)
+        else:  # per-codebook vectors and the like: one scalar per entry
+            values.update({f"{key}_{i}": float(v) for i, v in enumerate(value.reshape(-1))})
+    values.update(rates)
     writer.scalars(step, values)
-    bar.set_postfix(loss=f"{values['loss']:.4f}", steps_s=f"{values['steps_per_second']:.2f}")
+    bar.set_postfix(
+        loss=f"{values['loss']:.4f}",
+        steps_s=f"{rates['steps_per_second']:.2f}",
+        ex_s=f"{rates['examples_per_second']:.1f}",
+    )
     return {"step": step, **values}
 
 

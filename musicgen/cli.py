@@ -79,6 +79,43 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from musicgen import train
+
+    last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
+    if last:
+        print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
+    return 0
+
+
+def _add_train_command(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a codec, token LM or refiner experiment (resumes by itself)",
+        description=(
+            "Trains the model family that the experiment names, on every device JAX sees "
+            "(and every host of a distributed job). Writes the resolved config, checkpoints "
+            "and metrics.jsonl into --workdir; running the same command again resumes from "
+            "the latest checkpoint. Stop with Ctrl-C or SIGTERM: it saves first."
+        ),
+    )
+    train.add_argument(
+        "--config",
+        help="experiment file with an optional argument, e.g. experiments/codec_tiny.py:debug "
+        "(default: the config saved in --workdir)",
+    )
+    train.add_argument("--workdir", required=True, help="the run's folder")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.steps=2000 (repeatable, type-checked)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+
 def _add_data_commands(sub) -> None:
     data = sub.add_parser("data", help="render, import and check datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=_Parser)
@@ -166,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("files", nargs="+", help="audio files (any format libsndfile reads)")
     info.set_defaults(func=_cmd_info)
     _add_data_commands(sub)
+    _add_train_command(sub)
     return parser
 
 
@@ -193,10 +231,13 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input, not a bug: reported in one line, exit status 1."""
     from mgcore.audio import AudioFileError
+    from mgcore.config import ConfigError
     from mgcore.data.manifest import ManifestError
+    from mgcore.trainer import NonFiniteError
     from musicgen.synth.render import RenderError
 
-    return (AudioFileError, ManifestError, RenderError, FileNotFoundError, NotADirectoryError)
+    return (AudioFileError, ConfigError, ManifestError, NonFiniteError, RenderError,
+            FileNotFoundError, NotADirectoryError)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

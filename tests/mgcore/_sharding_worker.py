@@ -9,9 +9,10 @@ launch this script with the right environment instead of running in the pytest p
 
 from __future__ import annotations
 
-import functools
 import json
+import os
 import sys
+from pathlib import Path
 
 import flax
 import jax
@@ -20,7 +21,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from mgcore import distributed, sharding
+from mgcore import distributed, sharding, trainer
+from mgcore.checkpoint import Checkpointer
+from mgcore.metrics import read_metrics
+from mgcore.optim import OptimizerConfig
+from mgcore.trainer import TrainConfig
 
 try:  # same tree mode as the pytest process (tests/conftest.py)
     flax.config.update("nnx_graph_mode", False)
@@ -76,34 +81,73 @@ def data(step: int) -> np.ndarray:
     return np.random.default_rng(step).integers(0, VOCAB, (BATCH, LENGTH + 1), dtype=np.int32)
 
 
-def train(mesh: jax.sharding.Mesh, steps: int, local_rows: slice) -> tuple[list[float], dict]:
-    graphdef, params = sharding.init_sharded(create, mesh)
-    tx = optax.adamw(1e-2, weight_decay=0.1)
-    opt_state = jax.jit(tx.init)(params)
+class StepData:
+    """This process's rows of `data(step)`, step after step, with a resumable position."""
 
-    def loss_fn(params, tokens_BxT1):
-        logits_BxTxV = nnx.merge(graphdef, params)(tokens_BxT1[:, :-1])
+    def __init__(self, rows: slice):
+        self.rows, self.step = rows, 0
+
+    def __next__(self) -> dict:
+        self.step += 1
+        return {"tokens": data(self.step - 1)[self.rows]}
+
+    def get_state(self) -> dict:
+        return {"step": self.step}
+
+    def set_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+class Family:
+    """Next-token prediction with TinyLM, through the shared trainer."""
+
+    def __init__(self, rows: slice):
+        self.rows = rows
+
+    def create_model(self, rngs: nnx.Rngs) -> TinyLM:
+        return TinyLM(rngs=rngs)
+
+    def loss(self, model: TinyLM, batch: dict, rng: jax.Array):
+        tokens_BxT1 = batch["tokens"]
+        logits_BxTxV = model(tokens_BxT1[:, :-1])
         ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, tokens_BxT1[:, 1:])
-        return ce.mean()
+        return ce.mean(), {}
 
-    # Pinning the output layout keeps parameters where init_sharded put them (XLA would
-    # otherwise be free to pick another layout for the updated parameters).
-    @functools.partial(jax.jit, out_shardings=(sharding.state_shardings(params, mesh), None, None))
-    def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch["tokens"])
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def data(self) -> StepData:
+        return StepData(self.rows)
 
-    losses = []
-    for i in range(steps):
-        batch = sharding.shard_batch({"tokens": data(i)[local_rows]}, mesh)
-        params, opt_state, loss = step(params, opt_state, batch)
-        losses.append(float(loss))
+
+OPTIMIZER = OptimizerConfig(
+    learning_rate=1e-2, weight_decay=0.1, schedule="constant", grad_clip_norm=None
+)
+
+
+def train(
+    mesh_config: sharding.MeshConfig, steps: int, local_rows: slice, workdir: str, devices=None
+) -> tuple[list[float], dict, float]:
+    """Trains with `mgcore.trainer.train`; returns (losses, param specs, last loss).
+
+    Losses come from metrics.jsonl (process 0 writes it); the specs from the last
+    checkpoint restored onto the same mesh, so they are what the trainer kept.
+    """
+    config = TrainConfig(steps=steps, log_every=1, save_every=steps, wandb="disabled")
+    family = Family(local_rows)
+    last = trainer.train(
+        family, OPTIMIZER, config, workdir, mesh_config=mesh_config, devices=devices,
+        progress=False,
+    )  # fmt: skip
+    losses = [r["loss"] for r in read_metrics(workdir)] if distributed.is_main_process() else []
+    mesh = sharding.make_mesh(mesh_config, devices)
+    plan = trainer.init_state(family, OPTIMIZER, config, mesh)
+    with Checkpointer(Path(workdir) / "checkpoints", save_every=steps) as ckpt:
+        state, _ = ckpt.restore(abstract_state=plan.abstract)
     specs = {
         "/".join(map(str, path)): str(leaf.sharding.spec)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state["params"])
     }
-    return losses, specs
+    mu = optax.tree_utils.tree_get(state["opt_state"], "mu")  # Adam's first moment
+    specs["mu/up/kernel"] = str(mu["up"]["kernel"].get_raw_value().sharding.spec)
+    return losses, specs, last["loss"]
 
 
 def mesh_mode(out: str) -> None:
@@ -114,7 +158,6 @@ def mesh_mode(out: str) -> None:
         for c in (sharding.MeshConfig(), sharding.MeshConfig(fsdp=4), sharding.MeshConfig(1, 2, 4))
     }
     mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
-    one = sharding.make_mesh(sharding.MeshConfig(), devices=devices[:1])
 
     # The jitted initialiser's compiled outputs must already be sharded: no full copy.
     _, init, expected = sharding._make_init(create, mesh, sharding.DEFAULT_RULES)
@@ -137,8 +180,10 @@ def mesh_mode(out: str) -> None:
         )
     odd_spec = str(sharding.state_shardings({"w": odd}, mesh)["w"].get_raw_value().spec)
 
-    sharded, specs = train(mesh, STEPS, slice(None))
-    single, _ = train(one, STEPS, slice(None))
+    sharded, specs, _ = train(
+        sharding.MeshConfig(data=2, fsdp=2, tensor=2), STEPS, slice(None), out + ".sharded"
+    )
+    single, _, _ = train(sharding.MeshConfig(), STEPS, slice(None), out + ".one", devices[:1])
     result = dict(
         shapes=shapes,
         sharded=sharded,
@@ -162,9 +207,13 @@ def multi_mode(out: str, port: int, pid: int) -> None:
     rows = sharding.local_batch_rows(BATCH, mesh)
     assert rows == slice(pid * BATCH // 2, (pid + 1) * BATCH // 2), rows
     steps = 5
-    losses, specs = train(mesh, steps, rows)
+    # Both processes write into one workdir, as on a cluster's shared filesystem.
+    workdir = os.path.join(os.path.dirname(out), "multi")
+    losses, specs, last = train(sharding.MeshConfig(data=1, fsdp=2, tensor=2), steps, rows, workdir)
     with open(out, "w") as f:
-        json.dump(dict(losses=losses, specs=specs, main=distributed.is_main_process()), f)
+        json.dump(
+            dict(losses=losses, specs=specs, last=last, main=distributed.is_main_process()), f
+        )
     jax.distributed.shutdown()
 
 

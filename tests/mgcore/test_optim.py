@@ -86,3 +86,22 @@ def test_ema_update():
         ema = ema_update(ema, {"w": jnp.ones(2)}, decay=0.5)
     np.testing.assert_allclose(ema["w"], [0.875, 0.875])
     assert jax.tree.map(lambda x: x.dtype, ema) == {"w": jnp.float32}
+
+
+def test_groups_update_exactly_like_separate_optimisers(rng):
+    # A GAN: the discriminator clips at 0.1 with lr 1e-2, the generator uses lr 1e-3
+    # unclipped; one chain over both must equal two independent chains.
+    default = OptimizerConfig(learning_rate=1e-3, schedule="constant", grad_clip_norm=None)
+    disc = OptimizerConfig(learning_rate=1e-2, schedule="cosine", grad_clip_norm=0.1)
+    tx = make_optimizer(default, 10, groups={"discriminator": disc})
+    alone = {"generator": make_optimizer(default, 10), "discriminator": make_optimizer(disc, 10)}
+    params = {k: {"w": jnp.asarray(rng.standard_normal(3), jnp.float32)} for k in alone}
+    state = tx.init(params)
+    states = {k: alone[k].init(params[k]) for k in alone}
+    for _ in range(3):
+        grads = {k: {"w": jnp.asarray(5 * rng.standard_normal(3), jnp.float32)} for k in alone}
+        updates, state = tx.update(grads, state, params)
+        for k in alone:
+            want, states[k] = alone[k].update(grads[k], states[k], params[k])
+            np.testing.assert_allclose(updates[k]["w"], want["w"], rtol=1e-6)
+        params = optax.apply_updates(params, updates)

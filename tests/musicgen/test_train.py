@@ -1,0 +1,119 @@
+"""`musicgen train`: one launcher for every family, resolved config in the workdir, resume.
+
+The family here is the runtime's regression fixture (tests/fixtures/regression.py),
+named by module path the way a research fork names its own; the codec, LM and refiner
+run their `debug` experiments through the same launcher in their own tests.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mgcore.config import load_saved_config
+from mgcore.metrics import read_metrics
+from musicgen import cli, train
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = "tests/fixtures/experiments/regression.py"
+
+
+def _steps(workdir) -> list[int]:
+    return [r["step"] for r in read_metrics(workdir)]
+
+
+def _checkpoints(workdir) -> list[int]:
+    return sorted(
+        int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit()
+    )
+
+
+def test_debug_experiment_trains_writes_config_metrics_checkpoints_then_resumes(tmp_path, capsys):
+    work = tmp_path / "w"
+    args = ["train", "--config", f"{EXPERIMENT}:debug", "--workdir", str(work), "--no-progress"]
+    assert cli.main(args) == 0
+    assert "step 12: loss" in capsys.readouterr().out
+    config = load_saved_config(work / "config.json")
+    assert config.train.steps == 12 and config.family == "tests.fixtures.regression"
+    assert _steps(work) == list(range(1, 13)) and _checkpoints(work) == [4, 8, 12]
+    first = read_metrics(work)
+
+    # Same command with more steps: resumes at 12 instead of starting over.
+    assert cli.main([*args, "--set", "train.steps=20"]) == 0
+    assert _steps(work) == list(range(1, 21))
+    assert read_metrics(work)[:12] == first
+    assert load_saved_config(work / "config.json").train.steps == 20
+    # No --config: the saved one is used; nothing left to do at step 20.
+    assert cli.main(["train", "--workdir", str(work), "--no-progress"]) == 0
+    assert _steps(work) == list(range(1, 21)) and _checkpoints(work)[-1] == 20
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "train.stepz=3"], "train.stepz"),
+        (["--set", "train.steps=1.5"], "train.steps"),
+        (["--config", "experiments/nope.py"], "nope.py"),
+        (["--config", f"{EXPERIMENT}:bogus"], "bogus"),
+    ],
+)
+def test_bad_config_is_one_line_exit_1(tmp_path, capsys, extra, message):
+    args = ["train", "--workdir", str(tmp_path / "w"), "--no-progress"]
+    if "--config" not in extra:
+        args += ["--config", EXPERIMENT]
+    assert cli.main(args + extra) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("musicgen: error:") and message in err
+
+
+def test_workdir_refuses_another_model_and_needs_a_config(tmp_path, capsys):
+    work = tmp_path / "w"
+    assert cli.main(["train", "--workdir", str(work), "--no-progress"]) == 1
+    assert "holds no config.json" in capsys.readouterr().err
+    base = ["train", "--config", f"{EXPERIMENT}:debug", "--workdir", str(work), "--no-progress"]
+    assert cli.main(base) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--set", "model.hidden=16"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.hidden: 32 -> 16" in err
+
+
+def test_unknown_family_is_a_config_error(tmp_path):
+    config = train.resolve_config(EXPERIMENT, tmp_path, ["family=no.such.module"])
+    with pytest.raises(train.ConfigError, match="neither registered"):
+        train.make_family(config)
+
+
+def _launch(work, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "musicgen.cli", "train", "--config", EXPERIMENT,
+           "--workdir", str(work), "--no-progress", "--set", "train.steps=400", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_through_the_cli_saves_and_a_rerun_continues_the_same_losses(tmp_path):
+    reference = _launch(tmp_path / "ref")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
+    run = _launch(tmp_path / "run")
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 30):
+        assert run.poll() is None and time.time() < deadline, run.stderr.read()[-3000:]
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 0, run.stderr.read()[-3000:]
+    stopped = _checkpoints(tmp_path / "run")[-1]
+    assert 30 <= stopped < 400  # a checkpoint at the step where it stopped
+    rerun = _launch(tmp_path / "run")
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()[-3000:]
+    want = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "ref")}
+    got = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "run")}
+    assert sorted(got) == list(range(1, 401))
+    assert all(got[s] == pytest.approx(want[s], rel=1e-6) for s in want)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["train"]["steps"] == 400
