@@ -110,3 +110,11 @@ def _log_topology() -> None:
 def is_main_process() -> bool:
     """True on process 0, the one that writes logs, metrics and checkpoints' metadata."""
     return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches the barrier `name`; returns at once on one host."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from optax.transforms._masking import MaskedNode as _MaskedNode
 
 from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
 from mgcore.sharding import (
@@ -224,8 +225,13 @@ def init_state(
         "rest": state_shardings(abs_rest, mesh, rules),
         # Moments mirror their parameter's layout (ZeRO: sharded like the weights).
         "opt_state": optax.tree_map_params(
-            tx, lambda _, sh: sh, abstract["opt_state"], param_sh,
+            tx,
+            lambda leaf, sh: leaf if isinstance(leaf, _MaskedNode) else sh,
+            abstract["opt_state"],
+            param_sh,
             transform_non_params=lambda _: replicated,
+            # Another group's slots in a multi_transform state are empty placeholders.
+            is_leaf=lambda x: isinstance(x, _MaskedNode),
         ),
         "ema": param_sh if optimizer.ema_decay is not None else None,
         "step": replicated,

@@ -128,6 +128,52 @@ def resolve_config(
     return config
 
 
+def ensure_embedded_data(config: Any) -> None:
+    """Renders the embedded dataset where the config expects it, if it asks for that.
+
+    A config whose `data` section has `manifest` and `embedded_hours > 0` trains on the
+    embedded dataset; when the manifest is missing, process 0 renders it (a rerun
+    resumes a partial render) and the other processes wait for it.
+    """
+    data = getattr(config, "data", None)
+    manifest = getattr(data, "manifest", None)
+    hours = getattr(data, "embedded_hours", 0.0)
+    if not manifest or hours <= 0 or Path(manifest).exists():
+        return
+    if Path(manifest).name != "manifest.jsonl":
+        raise ConfigError(
+            f"data.manifest {manifest} is missing and can't be rendered: the embedded "
+            "dataset's manifest is called manifest.jsonl; point data.manifest at one"
+        )
+    if distributed.is_main_process():
+        from musicgen.synth.build import synth_dataset
+
+        out = Path(manifest).parent
+        log.warning("%s is missing: rendering %.2f h of the embedded dataset into %s",
+                    manifest, hours, out)  # fmt: skip
+        print(f"rendering {hours:g} h of the embedded dataset into {out} (once)")
+        synth_dataset(out, hours, seed=0)
+    distributed.barrier("embedded-data")
+
+
+def use_compilation_cache(directory: str | os.PathLike | None = None) -> None:
+    """Keeps compiled programs on disk, so a resumed or repeated run skips compiling.
+
+    A preempted job that restarts would otherwise spend minutes recompiling the same
+    step. Respects a cache the user configured (`JAX_COMPILATION_CACHE_DIR`); default
+    `$XDG_CACHE_HOME/musicgen-jax/xla` (`~/.cache/...`).
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    if directory is None:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        directory = Path(base) / "musicgen-jax" / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def run(
     config_spec: str | None,
     workdir: str | os.PathLike,
@@ -144,11 +190,13 @@ def run(
       progress: show a progress bar.
     """
     distributed.initialize()
+    use_compilation_cache()
     config = resolve_config(config_spec, workdir, overrides)
     workdir = Path(workdir)
     if distributed.is_main_process():
         workdir.mkdir(parents=True, exist_ok=True)
         save_config(config, workdir / CONFIG_FILE)
+    ensure_embedded_data(config)
     family = make_family(config)
     return train(
         family,

@@ -1,0 +1,312 @@
+"""The codec as users meet it: `Codec.from_pretrained(dir)`, `encode`, `decode`.
+
+    codec = Codec.from_pretrained("runs/codec_tiny")       # a training workdir,
+    codec = Codec.from_pretrained("models/codec")          # a save_pretrained folder,
+    codec = Codec.from_pretrained("hf/encodec_32khz")      # or an EnCodec / DAC import
+    codes = codec.encode(wav)            # [batch, channels, samples] -> [batch, K, frames]
+    audio = codec.decode(codes[:, :2])   # decode from the first 2 codebooks
+
+Arrays in and out are NumPy (or anything `np.asarray` takes), audio channels-first
+`[B, C, T]` (or `[C, T]`), float32 at `codec.sample_rate`.
+
+Long inputs are cut into windows of `chunk_seconds` plus `context_seconds` of real
+signal on each side, all of one shape (one compiled program, bounded memory); each
+window contributes only its central frames. The convolutions' receptive field is
+shorter than the context, so the result equals a whole-file pass to float rounding
+(a code can flip only where two codewords are equally close); an LSTM bottleneck
+(EnCodec) sees further back, and its influence fades within the context. DAC instead
+encodes fixed chunks without context, so its codes change with the chunk length.
+
+`save_pretrained(dir)` writes `codec.json` (format, version, config) and
+`model.safetensors` (every variable of the model, by its dotted path): no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from codec.model import CodecConfig, CodecModel
+from mgcore.config import from_dict, to_dict
+
+FORMAT = "musicgen-jax-codec"
+VERSION = 1
+CONFIG_FILE = "codec.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class PretrainedError(ValueError):
+    """A folder that does not hold a codec, or holds a broken one."""
+
+
+def _flatten(state: Any) -> dict[str, np.ndarray]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        flat[".".join(k for k in keys if k != "value")] = np.asarray(leaf)
+    return flat
+
+
+def _unflatten_into(state: Any, flat: dict[str, np.ndarray], source: str) -> Any:
+    leaves_with_path = jax.tree_util.tree_leaves_with_path(state)
+    names = list(_flatten(state))
+    missing = [n for n in names if n not in flat]
+    if missing:
+        raise PretrainedError(f"{source} lacks {len(missing)} weights, e.g. {missing[:3]}")
+    new_leaves = []
+    for name, (_, leaf) in zip(names, leaves_with_path, strict=True):
+        value = flat[name]
+        if value.shape != leaf.shape:
+            raise PretrainedError(
+                f"{source}: weight {name} has shape {value.shape}, the config needs {leaf.shape}"
+            )
+        new_leaves.append(jnp.asarray(value, leaf.dtype))
+    return jax.tree.unflatten(jax.tree.structure(state), new_leaves)
+
+
+def _abstract_model(config: CodecConfig) -> tuple[nnx.GraphDef, Any]:
+    with nnx.use_eager_sharding(False):
+        return nnx.split(nnx.eval_shape(lambda: CodecModel(config, rngs=nnx.Rngs(0))))
+
+
+class Codec:
+    """A trained codec for inference.
+
+    Args:
+      model: the network (weights included).
+      chunk_seconds: window length for long inputs (default 30 s).
+      context_seconds: real signal added on each side of every window (default 2 s).
+    """
+
+    def __init__(
+        self, model: CodecModel, *, chunk_seconds: float = 30.0, context_seconds: float = 2.0
+    ):
+        self.config: CodecConfig = model.config
+        self.graphdef, self.state = nnx.split(model)
+        self.chunk_seconds, self.context_seconds = chunk_seconds, context_seconds
+        self._encode = jax.jit(self._encode_window, static_argnums=1)
+        self._decode = jax.jit(self._decode_window)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second."""
+        return self.config.frame_rate
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.quantizer.codebook_size
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with every codebook; `config.bitrate(k)` for the first k."""
+        return self.config.bitrate()
+
+    @property
+    def model(self) -> CodecModel:
+        return nnx.merge(self.graphdef, self.state)
+
+    # ------------------------------------------------------------------ compiled parts
+    def _encode_window(self, state, n_codebooks, wav_BxTxC):
+        model = nnx.merge(self.graphdef, state)
+        z_BxFxD = model.latents(wav_BxTxC)
+        return model.quantizer.encode(z_BxFxD, n_codebooks), z_BxFxD
+
+    def _decode_window(self, state, codes_BxKxF):
+        return nnx.merge(self.graphdef, state).decode(codes_BxKxF)
+
+    # ------------------------------------------------------------------ windows
+    def _windows(self, n_frames: int) -> tuple[int, list[tuple[int, int, int]]]:
+        """(window frames W, [(window start, keep from, keep to)] in frames)."""
+        chunk = max(1, round(self.chunk_seconds * self.frame_rate))
+        context = max(0, round(self.context_seconds * self.frame_rate))
+        width = chunk + 2 * context
+        if n_frames <= width:
+            return n_frames, [(0, 0, n_frames)]
+        out = []
+        for keep_from in range(0, n_frames, chunk):
+            keep_to = min(keep_from + chunk, n_frames)
+            start = min(max(keep_from - context, 0), n_frames - width)
+            out.append((start, keep_from, keep_to))
+        return width, out
+
+    def _audio_BxTxC(self, wav: Any) -> tuple[np.ndarray, bool]:
+        wav = np.asarray(wav, np.float32)
+        single = wav.ndim == 2
+        if single:
+            wav = wav[None]
+        if wav.ndim != 3 or wav.shape[1] != self.channels:
+            raise ValueError(
+                f"audio must be [batch, {self.channels}, samples] or [{self.channels}, samples] "
+                f"at {self.sample_rate} Hz, got shape {wav.shape}"
+            )
+        return np.swapaxes(wav, 1, 2), single
+
+    # ------------------------------------------------------------------ public API
+    def encode(
+        self, wav: Any, n_codebooks: int | None = None, *, return_latents: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Codes of `wav`: int32 `[B, K, frames]` (`[K, frames]` for `[C, T]` input).
+
+        Args:
+          wav: `[B, C, T]` or `[C, T]` float audio at `sample_rate`.
+          n_codebooks: the first k codebooks only (default all).
+          return_latents: also return the continuous encoder output `[B, D, frames]`.
+        """
+        wav_BxTxC, single = self._audio_BxTxC(wav)
+        hop, n_frames = self.config.hop_length, self.config.frames_for(wav_BxTxC.shape[1])
+        wav_BxTxC = np.pad(wav_BxTxC, ((0, 0), (0, n_frames * hop - wav_BxTxC.shape[1]), (0, 0)))
+        width, windows = self._windows(n_frames)
+        codes, latents = [], []
+        for start, keep_from, keep_to in windows:
+            window = wav_BxTxC[:, start * hop : (start + width) * hop]
+            c_BxKxF, z_BxFxD = self._encode(self.state, n_codebooks, window)
+            codes.append(np.asarray(c_BxKxF[:, :, keep_from - start : keep_to - start]))
+            if return_latents:
+                latents.append(np.asarray(z_BxFxD[:, keep_from - start : keep_to - start]))
+        codes_BxKxF = np.concatenate(codes, axis=2)
+        if single:
+            codes_BxKxF = codes_BxKxF[0]
+        if not return_latents:
+            return codes_BxKxF
+        z_BxDxF = np.swapaxes(np.concatenate(latents, axis=1), 1, 2)
+        return codes_BxKxF, z_BxDxF[0] if single else z_BxDxF
+
+    def decode(self, codes: Any, num_samples: int | None = None) -> np.ndarray:
+        """Audio `[B, C, T]` (or `[C, T]`) from codes of the first K codebooks.
+
+        Args:
+          codes: int `[B, K, frames]` or `[K, frames]`, K <= `num_codebooks`.
+          num_samples: trim to this length (default frames * hop).
+        """
+        codes = np.asarray(codes)
+        single = codes.ndim == 2
+        codes_BxKxF = codes[None] if single else codes
+        if codes_BxKxF.ndim != 3 or not 1 <= codes_BxKxF.shape[1] <= self.num_codebooks:
+            raise ValueError(
+                f"codes must be [batch, k, frames] with 1 <= k <= {self.num_codebooks}, "
+                f"got shape {codes.shape}"
+            )
+        if codes_BxKxF.size and (codes_BxKxF.min() < 0 or codes_BxKxF.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}), got values outside")
+        hop, n_frames = self.config.hop_length, codes_BxKxF.shape[2]
+        width, windows = self._windows(n_frames)
+        pieces = []
+        for start, keep_from, keep_to in windows:
+            window = jnp.asarray(codes_BxKxF[:, :, start : start + width], jnp.int32)
+            wav_BxTxC = self._decode(self.state, window)
+            pieces.append(
+                np.asarray(wav_BxTxC[:, (keep_from - start) * hop : (keep_to - start) * hop])
+            )
+        wav_BxCxT = np.swapaxes(np.concatenate(pieces, axis=1), 1, 2)
+        if num_samples is not None:
+            wav_BxCxT = wav_BxCxT[:, :, :num_samples]
+        return wav_BxCxT[0] if single else wav_BxCxT
+
+    def embed_codes(self, codes: Any) -> np.ndarray:
+        """Each codebook's continuous embedding of its codes: `[B, K, D, frames]`."""
+        codes_BxKxF = jnp.asarray(codes, jnp.int32)
+        emb_BxKxFxD = self.model.quantizer.embed_codes(codes_BxKxF)
+        return np.swapaxes(np.asarray(emb_BxKxFxD), 2, 3)
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Writes `codec.json` and `model.safetensors` into `directory` (created)."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "config": to_dict(self.config)}
+        tmp = directory / f".{WEIGHTS_FILE}.tmp"
+        save_file(_flatten(self.state), str(tmp), metadata={"format": FORMAT})
+        os.replace(tmp, directory / WEIGHTS_FILE)
+        tmp = directory / f".{CONFIG_FILE}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, directory / CONFIG_FILE)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> Codec:
+        """Loads a codec from a `save_pretrained` folder or a `musicgen train` workdir.
+
+        A workdir gives the latest checkpoint's EMA weights when the run kept an EMA,
+        else its weights.
+
+        Args:
+          directory: the folder.
+          **kwargs: `chunk_seconds`, `context_seconds`.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise PretrainedError(f"{directory} is not a folder; name a saved codec's folder")
+        if (directory / CONFIG_FILE).exists():
+            return cls(_load_saved(directory), **kwargs)
+        if (directory / "checkpoints").is_dir() and (directory / "config.json").exists():
+            return cls(_load_workdir(directory), **kwargs)
+        raise PretrainedError(
+            f"{directory} holds neither {CONFIG_FILE} (save_pretrained) nor config.json with "
+            "checkpoints/ (a musicgen train workdir)"
+        )
+
+
+def _load_saved(directory: Path) -> CodecModel:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise PretrainedError(f"{directory / CONFIG_FILE} is not valid JSON: {err}") from err
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise PretrainedError(
+            f"{directory / CONFIG_FILE} is not a {FORMAT} v{VERSION} file "
+            f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
+        )
+    config = from_dict(CodecConfig, meta["config"])
+    try:
+        flat = load_file(str(directory / WEIGHTS_FILE))
+    except (FileNotFoundError, SafetensorError, OSError) as err:
+        raise PretrainedError(f"{directory / WEIGHTS_FILE} can't be read: {err}") from err
+    graphdef, abstract = _abstract_model(config)
+    return nnx.merge(graphdef, _unflatten_into(abstract, flat, str(directory / WEIGHTS_FILE)))
+
+
+def _load_workdir(directory: Path) -> CodecModel:
+    from codec.family import CodecExperiment, CodecFamily
+    from mgcore.checkpoint import Checkpointer
+    from mgcore.config import load_saved_config
+    from mgcore.sharding import MeshConfig, make_mesh
+    from mgcore.trainer import init_state
+
+    experiment = load_saved_config(directory / "config.json")
+    if not isinstance(experiment, CodecExperiment):
+        raise PretrainedError(f"{directory} is a workdir of a {type(experiment).__name__} run")
+    family = CodecFamily(experiment)
+    mesh = make_mesh(MeshConfig(), jax.devices()[:1])
+    plan = init_state(family, experiment.optimizer, experiment.train, mesh)
+    with Checkpointer(directory / "checkpoints", save_every=1) as ckpt:
+        if ckpt.latest_step() is None:
+            raise PretrainedError(f"{directory}/checkpoints holds no finished checkpoint yet")
+        state, _ = ckpt.restore(abstract_state=plan.abstract)
+    weights = state["ema"] if state["ema"] is not None else state["params"]
+    model = nnx.merge(plan.graphdef, weights, state["rest"])
+    return model.generator

@@ -1,0 +1,277 @@
+"""Training the codec through the shared runtime (`musicgen train`, family "codec").
+
+The trainable model holds the generator (`CodecModel`) and the discriminators side by
+side; the family gives the trainer one loss whose gradient is the generator's loss for
+the generator's parameters and the discriminators' loss for theirs:
+
+    total = G_loss(generator, frozen D) + D_loss(D, detached generator output)
+
+`G_loss` sees the discriminators' parameters through `stop_gradient`, and `D_loss` sees
+the reconstruction through `stop_gradient`, so one backward pass yields both updates;
+each group then has its own optimiser (`optimizer` and `disc_optimizer`, DAC's separate
+AdamWs with their own clipping). Both sides step simultaneously on the same batch,
+where DAC and audiocraft step the discriminators first and then the generator against
+the updated discriminators; that costs one discriminator pass fewer.
+
+Generator loss: `mel * multi-scale mel + stft * multi-resolution STFT + waveform_l1 *
+L1 + adversarial * GAN + feature_matching * FM + quantizer * (commitment + codebook)`,
+weights from `CodecLossConfig` (defaults DAC's: 15, 0, 0, 1, 2, 1 with commitment 0.25
+and codebook 1 inside the quantiser's config). Metrics per step include every term, the
+discriminators' loss, and each codebook's perplexity and dead-code fraction; the
+evaluation hook reconstructs fixed validation clips at 1 and all codebooks and logs
+their SI-SDR and mel distance, the audio, and log-mel spectrograms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from codec import metrics as codec_metrics
+from codec.adversarial import (
+    AdversarialLossConfig,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from codec.discriminators import DiscriminatorConfig, Discriminators
+from codec.model import CodecConfig, CodecModel
+from mgcore import dsp, spectral_losses
+from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig
+from mgcore.optim import OptimizerConfig
+from mgcore.sharding import MeshConfig
+from mgcore.trainer import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecLossConfig:
+    """Weights and kinds of the generator's loss terms (defaults: DAC's recipe).
+
+    Attributes:
+      mel_preset: "dac" (7 windows 32..2048, L1 of log mels) or "encodec" (audiocraft's
+        msspec: 5 windows, L1 + weighted MSE of log mels).
+      mel: weight of the multi-scale mel loss (DAC 15; EnCodec 2).
+      stft: weight of DAC's multi-resolution STFT loss (0 in both anchors' final recipes).
+      waveform_l1: weight of L1 on the waveform (EnCodec 0.1).
+      adversarial: weight of the generator's GAN loss (DAC 1; EnCodec 4).
+      feature_matching: weight of feature matching (DAC 2; EnCodec 4).
+      quantizer: weight of the quantiser's own loss (commitment and codebook terms,
+        weighted inside `QuantizerConfig`).
+      gan: logit loss kind and reductions (`AdversarialLossConfig`).
+    """
+
+    mel_preset: Literal["dac", "encodec"] = "dac"
+    mel: float = 15.0
+    stft: float = 0.0
+    waveform_l1: float = 0.0
+    adversarial: float = 1.0
+    feature_matching: float = 2.0
+    quantizer: float = 1.0
+    gan: AdversarialLossConfig = dataclasses.field(default_factory=AdversarialLossConfig.dac)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecDataConfig:
+    """Where training audio comes from and how it is cut.
+
+    Attributes:
+      manifest: a manifest from `musicgen data synth` or `musicgen data prepare`.
+      embedded_hours: when > 0 and `manifest` does not exist, `musicgen train` first
+        renders this many hours of the embedded dataset into the manifest's folder.
+      split, eval_split: manifest splits for training and for the evaluation hook.
+      crop_seconds: length of each training example (DAC 0.38 s; EnCodec 1 s).
+      batch_size: global batch (all processes together).
+      loudness_lufs: normalise each crop to this loudness (None: leave it).
+      workers: grain worker processes.
+      eval_clips, eval_seconds: fixed validation clips the evaluation hook decodes.
+      seed: shuffling and crops.
+    """
+
+    manifest: str = "data/embedded/manifest.jsonl"
+    embedded_hours: float = 0.0
+    split: str = "train"
+    eval_split: str = "valid"
+    crop_seconds: float = 1.0
+    batch_size: int = 16
+    loudness_lufs: float | None = -16.0
+    workers: int = 0
+    eval_clips: int = 4
+    eval_seconds: float = 4.0
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecExperiment:
+    """Root config of a codec experiment (`experiments/codec_*.py`)."""
+
+    family: str = "codec"
+    model: CodecConfig = dataclasses.field(default_factory=CodecConfig)
+    discriminator: DiscriminatorConfig = dataclasses.field(default_factory=DiscriminatorConfig.dac)
+    loss: CodecLossConfig = dataclasses.field(default_factory=CodecLossConfig)
+    data: CodecDataConfig = dataclasses.field(default_factory=CodecDataConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    disc_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+
+
+class CodecTrainModel(nnx.Module):
+    """What the trainer optimises: `generator` (the codec) and `discriminator`."""
+
+    def __init__(self, config: CodecExperiment, *, rngs: nnx.Rngs):
+        self.generator = CodecModel(config.model, rngs=rngs)
+        self.discriminator = Discriminators(config.discriminator, rngs=rngs)
+
+
+def _frozen(module: nnx.Module) -> nnx.Module:
+    """The same module with every parameter behind `stop_gradient`."""
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.lax.stop_gradient(state))
+
+
+def codec_losses(
+    model: CodecTrainModel, wav_BxTxC: jax.Array, rng: jax.Array, config: CodecExperiment
+) -> tuple[jax.Array, dict]:
+    """The combined generator + discriminator objective and its terms (module docstring)."""
+    weights, sample_rate = config.loss, config.model.sample_rate
+    wav_hat_BxTxC, q = model.generator(wav_BxTxC, rng=rng, train=True)
+    pred_BxCxT = jnp.swapaxes(wav_hat_BxTxC, 1, 2).astype(jnp.float32)
+    true_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2).astype(jnp.float32)
+    terms = {}
+    mel_config = (
+        spectral_losses.MultiScaleMelLoss.dac(sample_rate)
+        if weights.mel_preset == "dac"
+        else spectral_losses.MultiScaleMelLoss.encodec(sample_rate)
+    )
+    terms["mel"] = spectral_losses.multi_scale_mel_loss(pred_BxCxT, true_BxCxT, mel_config)
+    if weights.stft:
+        terms["stft"] = spectral_losses.multi_resolution_stft_loss(
+            pred_BxCxT, true_BxCxT, spectral_losses.MultiResolutionSTFTLoss.dac()
+        )
+    if weights.waveform_l1:
+        terms["waveform_l1"] = jnp.mean(jnp.abs(pred_BxCxT - true_BxCxT))
+    gan = config.loss.gan
+    real = model.discriminator(wav_BxTxC)
+    fake_for_d = model.discriminator(jax.lax.stop_gradient(wav_hat_BxTxC))
+    d_loss = discriminator_loss(real, fake_for_d, kind=gan.kind, reduction=gan.reduction)
+    fake_for_g = _frozen(model.discriminator)(wav_hat_BxTxC)
+    terms["adversarial"] = generator_loss(fake_for_g, kind=gan.kind, reduction=gan.reduction)
+    terms["feature_matching"] = feature_matching_loss(
+        real, fake_for_g, relative=gan.relative_features, reduction=gan.reduction
+    )
+    terms["quantizer"] = q.loss
+    g_loss = sum(getattr(weights, name) * value for name, value in terms.items())
+    aux = {
+        **terms,
+        "generator_loss": g_loss,
+        "discriminator_loss": d_loss,
+        "commitment_loss": q.commitment_loss,
+        "codebook_loss": q.codebook_loss,
+        "perplexity": q.perplexity_K,
+        "dead_fraction": q.dead_fraction_K,
+    }
+    if config.model.quantizer.kind == "ema":
+        aux["expired_fraction"] = q.expired_fraction_K
+    return g_loss + d_loss, aux
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _reconstruct(graphdef, state, wav_BxTxC, n_codebooks):
+    model = nnx.merge(graphdef, state)
+    codes = model.encode(wav_BxTxC, n_codebooks)
+    return model.decode(codes, wav_BxTxC.shape[1])
+
+
+class CodecFamily:
+    """The codec as a `mgcore.trainer.Family`."""
+
+    def __init__(self, config: CodecExperiment):
+        self.config = config
+        self._eval_batch: np.ndarray | None = None
+
+    def create_model(self, rngs: nnx.Rngs) -> CodecTrainModel:
+        return CodecTrainModel(self.config, rngs=rngs)
+
+    def optimizer_groups(self) -> dict[str, OptimizerConfig]:
+        return {"discriminator": self.config.disc_optimizer}
+
+    def loss(self, model: CodecTrainModel, batch: dict, rng: jax.Array):
+        wav_BxTxC = jnp.swapaxes(batch["audio"], 1, 2)
+        return codec_losses(model, wav_BxTxC, rng, self.config)
+
+    def _pipeline(self, split: str, **changes) -> AudioLoader:
+        data, model = self.config.data, self.config.model
+        processes = jax.process_count()
+        if data.batch_size % processes:
+            raise ValueError(
+                f"data.batch_size {data.batch_size} does not split over {processes} processes"
+            )
+        pipeline = AudioPipelineConfig(
+            sample_rate=model.sample_rate,
+            channels=model.channels,
+            crop_seconds=data.crop_seconds,
+            loudness_lufs=data.loudness_lufs,
+            batch_size=data.batch_size // processes,
+            seed=data.seed,
+            workers=data.workers,
+        )
+        return AudioLoader(data.manifest, split, dataclasses.replace(pipeline, **changes))
+
+    def data(self) -> AudioLoader:
+        return self._pipeline(self.config.data.split)
+
+    def eval_batch(self) -> np.ndarray:
+        """The fixed validation clips `[B, T, C]` that every evaluation decodes."""
+        if self._eval_batch is None:
+            data = self.config.data
+            loader = self._pipeline(
+                data.eval_split, crop="start", crop_seconds=data.eval_seconds,
+                batch_size=data.eval_clips, shuffle=False, workers=0, shard_index=0,
+                shard_count=1,
+            )  # fmt: skip
+            self._eval_batch = np.swapaxes(next(loader)["audio"], 1, 2)
+        return self._eval_batch
+
+    def evaluate(self, model: CodecTrainModel, step: int, writer) -> dict:
+        """Reconstructs the validation clips at 1 and all codebooks; logs numbers, audio,
+        spectrograms. Returns the scalars."""
+        config = self.config.model
+        wav_BxTxC = jnp.asarray(self.eval_batch())
+        graphdef, state = nnx.split(model.generator)
+        true_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2)
+        values = {}
+        for k in sorted({1, config.num_codebooks}):
+            pred_BxCxT = jnp.swapaxes(_reconstruct(graphdef, state, wav_BxTxC, k), 1, 2)
+            values[f"eval/si_sdr_{k}cb"] = float(
+                codec_metrics.si_sdr(pred_BxCxT, true_BxCxT).mean()
+            )
+            values[f"eval/mel_distance_{k}cb"] = float(
+                codec_metrics.mel_distance(pred_BxCxT, true_BxCxT, config.sample_rate).mean()
+            )
+        writer.scalars(step, values)
+        for i in range(min(2, wav_BxTxC.shape[0])):
+            pred = np.asarray(pred_BxCxT[i])
+            writer.audio(step, f"eval/reconstruction_{i}", pred, config.sample_rate)
+            if step == self.config.train.eval_every:
+                writer.audio(step, f"eval/original_{i}", np.asarray(true_BxCxT[i]),
+                             config.sample_rate)  # fmt: skip
+            spec = dsp.log_mel_spectrogram(pred[0], config.sample_rate, n_fft=1024,
+                                           hop_length=256, n_mels=80)  # fmt: skip
+            writer.image(step, f"eval/log_mel_{i}", np.asarray(spec))
+        return values
+
+
+def make_family(config: CodecExperiment) -> CodecFamily:
+    """Entry point for `musicgen train` (family "codec")."""
+    if not isinstance(config, CodecExperiment):
+        raise TypeError(f"the codec family needs a CodecExperiment, got {type(config).__name__}")
+    return CodecFamily(config)

@@ -1,0 +1,147 @@
+"""The codec network: SEANet encoder -> residual vector quantiser -> SEANet decoder.
+
+`CodecConfig` is the whole architecture (what `save_pretrained` writes and an EnCodec or
+DAC import produces); `CodecModel` is the NNX module that the trainer optimises and that
+`codec.api.Codec` wraps for users. Audio inside is channels-last, `wav_BxTxC`.
+
+Lengths: "dac" style networks floor at every strided conv, so the waveform is padded on
+the right with zeros to a whole number of frames first (DAC's own preprocessing); the
+"encodec" style pads inside its convs. Either way T samples give
+`config.frames_for(T)` frames, and decoding returns exactly T samples when T is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from codec.quantizer import QuantizerConfig, QuantizerOutput, ResidualVectorQuantizer
+from codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecConfig:
+    """A codec's architecture.
+
+    Attributes:
+      sample_rate: audio rate in Hz.
+      seanet: encoder/decoder; `seanet.dimension` is the latent width.
+      quantizer: residual VQ; `quantizer.dim` must equal `seanet.dimension`.
+    """
+
+    sample_rate: int = 32000
+    seanet: SEANetConfig = dataclasses.field(default_factory=SEANetConfig)
+    quantizer: QuantizerConfig = dataclasses.field(
+        default_factory=lambda: QuantizerConfig(
+            kind="ema", num_codebooks=4, codebook_size=2048, dim=128, commitment_weight=1.0
+        )
+    )
+
+    def __post_init__(self):
+        if self.quantizer.dim != self.seanet.dimension:
+            raise ValueError(
+                f"quantizer.dim {self.quantizer.dim} != seanet.dimension "
+                f"{self.seanet.dimension}; set both to the latent width"
+            )
+        if self.seanet.samples_for(16) != 16 * self.hop_length:
+            raise ValueError(
+                f"ratios {self.seanet.ratios} decode {self.seanet.samples_for(16)} samples "
+                f"from 16 frames instead of {16 * self.hop_length}; the 'dac' style needs "
+                "even ratios"
+            )
+
+    @property
+    def channels(self) -> int:
+        return self.seanet.channels
+
+    @property
+    def hop_length(self) -> int:
+        return self.seanet.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
+
+    def bitrate(self, n_codebooks: int | None = None) -> float:
+        """Bits per second with the first `n_codebooks` (default all)."""
+        k = self.num_codebooks if n_codebooks is None else n_codebooks
+        return self.frame_rate * k * math.log2(self.quantizer.codebook_size)
+
+    def frames_for(self, num_samples: int) -> int:
+        """Frames that `num_samples` samples encode to."""
+        if self.seanet.style == "dac":
+            return math.ceil(num_samples / self.hop_length)
+        return self.seanet.frames_for(num_samples)
+
+
+class CodecModel(nnx.Module):
+    """Encoder, quantiser and decoder of one codec.
+
+    Args:
+      config: the architecture.
+      rngs: parameter RNG.
+    """
+
+    def __init__(self, config: CodecConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.encoder = SEANetEncoder(config.seanet, rngs=rngs)
+        self.quantizer = ResidualVectorQuantizer(config.quantizer, rngs=rngs)
+        self.decoder = SEANetDecoder(config.seanet, rngs=rngs)
+
+    def _pad(self, wav_BxTxC: jax.Array) -> jax.Array:
+        if self.config.seanet.style != "dac":
+            return wav_BxTxC
+        extra = -wav_BxTxC.shape[1] % self.config.hop_length
+        return jnp.pad(wav_BxTxC, ((0, 0), (0, extra), (0, 0)))
+
+    def latents(self, wav_BxTxC: jax.Array) -> jax.Array:
+        """Continuous encoder output `z_BxFxD` (before quantisation)."""
+        return self.encoder(self._pad(wav_BxTxC))
+
+    def encode(self, wav_BxTxC: jax.Array, n_codebooks: int | None = None) -> jax.Array:
+        """Codes `[B, K, F]` (int32) of the first `n_codebooks` codebooks (default all)."""
+        return self.quantizer.encode(self.latents(wav_BxTxC), n_codebooks)
+
+    def decode(self, codes_BxKxF: jax.Array, num_samples: int | None = None) -> jax.Array:
+        """Audio `wav_BxTxC` from the first K codebooks' codes (K = codes.shape[1]).
+
+        Args:
+          codes_BxKxF: int codes; fewer codebooks than the model has decode at a lower
+            bitrate.
+          num_samples: trim to this many samples (default: every decoded sample).
+        """
+        return self.decode_latents(self.quantizer.decode(codes_BxKxF), num_samples)
+
+    def decode_latents(self, z_BxFxD: jax.Array, num_samples: int | None = None) -> jax.Array:
+        """Audio from (quantised or continuous) latents."""
+        wav_BxTxC = self.decoder(z_BxFxD)
+        return wav_BxTxC if num_samples is None else wav_BxTxC[:, :num_samples]
+
+    def __call__(
+        self,
+        wav_BxTxC: jax.Array,
+        *,
+        rng: jax.Array | None = None,
+        train: bool = False,
+        n_codebooks: int | None = None,
+    ) -> tuple[jax.Array, QuantizerOutput]:
+        """Round trip for training: (reconstruction trimmed to T samples, quantiser output).
+
+        Args:
+          wav_BxTxC: audio in [-1, 1].
+          rng: key for quantiser dropout, k-means and dead-code reset (training).
+          train: training mode (dropout on, EMA codebooks updated).
+          n_codebooks: quantise with the first n codebooks only.
+        """
+        z_BxFxD = self.latents(wav_BxTxC)
+        q = self.quantizer(z_BxFxD, rng=rng, train=train, n_codebooks=n_codebooks)
+        return self.decode_latents(q.z_q_BxFxD, wav_BxTxC.shape[1]), q
