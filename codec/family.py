@@ -270,6 +270,42 @@ class CodecFamily:
         return values
 
 
+def debug_variant(config: CodecExperiment) -> CodecExperiment:
+    """The experiment shrunk until a run takes seconds (the `:debug` of every codec recipe).
+
+    Keeps the architecture's kind (style, activation, quantiser kind, loss presets) and
+    shrinks widths, codebooks, discriminators, crops and steps; trains on the embedded
+    dataset's smallest slice, rendered on first use.
+    """
+    model = config.model
+    seanet = dataclasses.replace(
+        model.seanet,
+        n_filters=4,
+        dimension=16,
+        decoder_dim=None if model.seanet.decoder_dim is None else 16,
+        n_residual_layers=1,
+        lstm_layers=min(model.seanet.lstm_layers, 1),
+    )
+    quantizer = dataclasses.replace(
+        model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2)
+    )
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(model, seanet=seanet, quantizer=quantizer),
+        discriminator=DiscriminatorConfig.debug(),
+        data=dataclasses.replace(
+            config.data,
+            manifest="data/embedded_debug/manifest.jsonl",
+            embedded_hours=0.02,
+            crop_seconds=0.1,
+            batch_size=2,
+            eval_clips=2,
+            eval_seconds=0.5,
+        ),
+        train=TrainConfig(steps=6, log_every=2, eval_every=6, save_every=3, keep=2),
+    )
+
+
 def make_family(config: CodecExperiment) -> CodecFamily:
     """Entry point for `musicgen train` (family "codec")."""
     if not isinstance(config, CodecExperiment):

@@ -12,7 +12,7 @@ codebooks decodes; MPD + MRD discriminators, DAC's loss weights. About 60 minute
 import dataclasses
 
 from codec.discriminators import DiscriminatorConfig
-from codec.family import CodecDataConfig, CodecExperiment, CodecLossConfig
+from codec.family import CodecDataConfig, CodecExperiment, CodecLossConfig, debug_variant
 from codec.model import CodecConfig
 from codec.quantizer import QuantizerConfig
 from codec.seanet import SEANetConfig
@@ -52,32 +52,4 @@ def get_config(arg: str = "") -> CodecExperiment:
         disc_optimizer=dataclasses.replace(optimizer, grad_clip_norm=10.0),
         train=TrainConfig(steps=1600, log_every=20, eval_every=400, save_every=200),
     )
-    if "debug" in args:
-        config = debug(config)
-    return config
-
-
-def debug(config: CodecExperiment) -> CodecExperiment:
-    """Everything shrunk until a run takes seconds; the embedded dataset's smallest slice."""
-    model = dataclasses.replace(
-        config.model,
-        seanet=dataclasses.replace(
-            config.model.seanet, n_filters=4, dimension=16, decoder_dim=16, n_residual_layers=1
-        ),
-        quantizer=dataclasses.replace(config.model.quantizer, dim=16, codebook_size=64),
-    )
-    return dataclasses.replace(
-        config,
-        model=model,
-        discriminator=DiscriminatorConfig.debug(),
-        data=dataclasses.replace(
-            config.data,
-            manifest="data/embedded_debug/manifest.jsonl",
-            embedded_hours=0.02,
-            crop_seconds=0.1,
-            batch_size=2,
-            eval_clips=2,
-            eval_seconds=0.5,
-        ),
-        train=TrainConfig(steps=6, log_every=2, eval_every=6, save_every=3, keep=2),
-    )
+    return debug_variant(config) if "debug" in args else config

@@ -1,0 +1,38 @@
+"""Every experiment file loads, with and without `:debug`, into a config the launcher
+accepts; the codec recipes have their anchors' shapes."""
+
+from pathlib import Path
+
+import pytest
+
+from mgcore.config import load_experiment
+from musicgen.train import _check_root
+
+EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.py"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_loads_with_a_debug_variant_that_is_small(path):
+    full = load_experiment(str(path))
+    debug = load_experiment(f"{path}:debug")
+    for config in (full, debug):
+        _check_root(config, str(path))
+    assert debug.family == full.family
+    assert debug.train.steps <= 10 < full.train.steps
+
+
+@pytest.mark.parametrize(
+    ("name", "sample_rate", "frame_rate", "codebooks", "size", "kbps"),
+    [
+        ("codec_tiny", 16000, 50.0, 4, 1024, 2.0),
+        ("codec_32k", 32000, 50.0, 4, 2048, 2.2),  # MusicGen's EnCodec tokenizer
+        ("codec_44k", 44100, 44100 / 512, 9, 1024, 7.752),  # DAC 44.1 kHz
+    ],
+)
+def test_codec_recipes_have_their_anchors_shapes(
+    name, sample_rate, frame_rate, codebooks, size, kbps
+):
+    model = load_experiment(f"experiments/{name}.py").model
+    assert model.sample_rate == sample_rate and model.frame_rate == pytest.approx(frame_rate)
+    assert (model.num_codebooks, model.quantizer.codebook_size) == (codebooks, size)
+    assert model.bitrate() / 1000 == pytest.approx(kbps, abs=1e-3)
