@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from codec import metrics as codec_metrics
 from codec.adversarial import (
     AdversarialLossConfig,
     discriminator_loss,
@@ -43,7 +42,7 @@ from codec.adversarial import (
 )
 from codec.discriminators import DiscriminatorConfig, Discriminators
 from codec.model import CodecConfig, CodecModel
-from mgcore import dsp, spectral_losses
+from mgcore import audio_metrics, dsp, spectral_losses
 from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
@@ -252,10 +251,10 @@ class CodecFamily:
         for k in sorted({1, config.num_codebooks}):
             pred_BxCxT = jnp.swapaxes(_reconstruct(graphdef, state, wav_BxTxC, k), 1, 2)
             values[f"eval/si_sdr_{k}cb"] = float(
-                codec_metrics.si_sdr(pred_BxCxT, true_BxCxT).mean()
+                audio_metrics.si_sdr(pred_BxCxT, true_BxCxT).mean()
             )
             values[f"eval/mel_distance_{k}cb"] = float(
-                codec_metrics.mel_distance(pred_BxCxT, true_BxCxT, config.sample_rate).mean()
+                audio_metrics.mel_distance(pred_BxCxT, true_BxCxT, config.sample_rate).mean()
             )
         writer.scalars(step, values)
         for i in range(min(2, wav_BxTxC.shape[0])):

@@ -88,6 +88,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_codec(args: argparse.Namespace) -> int:
+    from codec.evaluate import evaluate_codec, write_report
+
+    report = evaluate_codec(
+        args.checkpoint,
+        args.manifest,
+        split=args.split,
+        n_codebooks=tuple(args.codebooks) if args.codebooks else None,
+        max_clips=args.clips,
+        seconds=args.seconds,
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_report(report, args.out)
+        print(f"written: {json_path} and codec_eval.md")
+    return 0
+
+
+def _add_eval_commands(sub) -> None:
+    ev = sub.add_parser("eval", help="measure trained models")
+    esub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", parser_class=_Parser)
+    esub.required = True
+    codec = esub.add_parser(
+        "codec",
+        help="codec quality per number of codebooks on a manifest split",
+        description=(
+            "Encodes each clip of the split once and decodes it from the first k codebooks; "
+            "reports SI-SDR, multi-scale mel distance, STFT distance, log-spectral distance "
+            "above 8 kHz at 44.1 kHz, and each codebook's utilisation."
+        ),
+    )
+    codec.add_argument("--checkpoint", required=True, help="codec folder or training workdir")
+    codec.add_argument("--manifest", required=True, help="manifest (.jsonl)")
+    codec.add_argument("--split", default="test", help="split (default: test)")
+    codec.add_argument("--clips", type=_positive_int, help="at most this many clips")
+    codec.add_argument(
+        "--seconds", type=_positive_float, default=10.0, help="seconds of each clip (default 10)"
+    )
+    codec.add_argument(
+        "--codebooks",
+        type=_positive_int,
+        nargs="+",
+        help="numbers of codebooks (default 1, 2, 4, .., all)",
+    )
+    codec.add_argument("--out", help="folder for codec_eval.json and codec_eval.md")
+    codec.set_defaults(func=_cmd_eval_codec)
+
+
 def _add_train_command(sub) -> None:
     train = sub.add_parser(
         "train",
@@ -204,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     _add_data_commands(sub)
     _add_train_command(sub)
+    _add_eval_commands(sub)
     return parser
 
 
@@ -230,14 +279,15 @@ _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input, not a bug: reported in one line, exit status 1."""
+    from codec.api import PretrainedError
     from mgcore.audio import AudioFileError
     from mgcore.config import ConfigError
     from mgcore.data.manifest import ManifestError
     from mgcore.trainer import NonFiniteError
     from musicgen.synth.render import RenderError
 
-    return (AudioFileError, ConfigError, ManifestError, NonFiniteError, RenderError,
-            FileNotFoundError, NotADirectoryError)  # fmt: skip
+    return (AudioFileError, ConfigError, ManifestError, NonFiniteError, PretrainedError,
+            RenderError, FileNotFoundError, NotADirectoryError)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

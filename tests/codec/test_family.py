@@ -21,17 +21,6 @@ from musicgen import cli
 EXPERIMENT = "experiments/codec_tiny.py:debug"
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    """The debug slice of the embedded dataset, rendered once by the launcher's helper."""
-    from musicgen.train import ensure_embedded_data
-
-    path = tmp_path_factory.mktemp("codec_data") / "manifest.jsonl"
-    config = load_experiment(EXPERIMENT, [f"data.manifest={path}"])
-    ensure_embedded_data(config)
-    return str(path)
-
-
 def test_one_backward_pass_gives_each_side_its_own_gradient(rng):
     config = load_experiment(EXPERIMENT)
     with nnx.use_eager_sharding(False):

@@ -1,4 +1,4 @@
-"""Objective codec quality metrics, as DAC reports them.
+"""Objective audio quality metrics: what codecs and refiners are judged by.
 
 - `si_sdr`: scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019),
   higher is better; DAC's table reports it per bitrate.
@@ -6,6 +6,9 @@
   L1 of log10 mels), lower is better.
 - `stft_distance`: DAC's multi-resolution STFT distance (windows 2048 and 512, L1 of
   magnitudes and of log power), lower is better.
+- `log_spectral_distance`: RMS difference in dB of the power spectra over a frequency
+  band (e.g. above 8 kHz, where a low-rate codec has nothing and a refiner must
+  restore it), averaged over frames; lower is better.
 
 Inputs are `[..., samples]` at one sample rate; every function returns one value per
 leading index (e.g. per clip), so callers average as they see fit.
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mgcore import spectral_losses
+from mgcore import dsp, spectral_losses
 
 
 def si_sdr(estimate: jax.Array, reference: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -57,3 +61,42 @@ def stft_distance(estimate: jax.Array, reference: jax.Array) -> jax.Array:
     return jax.vmap(lambda e, r: spectral_losses.multi_resolution_stft_loss(e, r, config))(
         estimate, reference
     )
+
+
+def log_spectral_distance(
+    estimate: jax.Array,
+    reference: jax.Array,
+    sample_rate: int,
+    *,
+    min_hz: float = 0.0,
+    max_hz: float | None = None,
+    n_fft: int = 2048,
+    eps: float = 1e-10,
+) -> jax.Array:
+    """Log-spectral distance in dB over `[min_hz, max_hz)`, per clip.
+
+    `sqrt(mean_f (10 log10(P_ref / P_est))^2)` for each STFT frame (power spectra,
+    Hann window, hop n_fft/4, bins in the band), then the mean over frames.
+
+    Args:
+      estimate: `[B, ..., T]`.
+      reference: `[B, ..., T]`, same shape and sample rate.
+      sample_rate: of both.
+      min_hz, max_hz: the band (default: everything).
+      n_fft: FFT size.
+      eps: power floor inside the log (silence in both gives 0).
+
+    Returns:
+      `[B]`: averaged over frames and any axes between batch and time.
+    """
+    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    band = (freqs >= min_hz) & (freqs < (max_hz or np.inf))
+    if not band.any():
+        raise ValueError(f"no FFT bin in [{min_hz}, {max_hz}) Hz at {sample_rate} Hz")
+    power = [
+        dsp.magnitude(dsp.stft(x, n_fft, n_fft // 4, pad_mode="reflect"), power=2.0)[..., band, :]
+        for x in (estimate, reference)
+    ]
+    diff = 10 * (jnp.log10(power[1] + eps) - jnp.log10(power[0] + eps))
+    per_frame = jnp.sqrt(jnp.mean(diff**2, axis=-2))
+    return per_frame.reshape(per_frame.shape[0], -1).mean(-1)
