@@ -66,6 +66,9 @@ class CodecLossConfig:
       quantizer: weight of the quantiser's own loss (commitment and codebook terms,
         weighted inside `QuantizerConfig`).
       gan: logit loss kind and reductions (`AdversarialLossConfig`).
+      adversarial_start: train on the reconstruction losses alone for this many steps,
+        then switch the GAN terms (and the discriminators' updates) on. 0 in the anchors;
+        a short CPU run gets more out of its first steps without a discriminator.
     """
 
     mel_preset: Literal["dac", "encodec"] = "dac"
@@ -76,6 +79,7 @@ class CodecLossConfig:
     feature_matching: float = 2.0
     quantizer: float = 1.0
     gan: AdversarialLossConfig = dataclasses.field(default_factory=AdversarialLossConfig.dac)
+    adversarial_start: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +142,21 @@ def _frozen(module: nnx.Module) -> nnx.Module:
 
 
 def codec_losses(
-    model: CodecTrainModel, wav_BxTxC: jax.Array, rng: jax.Array, config: CodecExperiment
+    model: CodecTrainModel,
+    wav_BxTxC: jax.Array,
+    rng: jax.Array,
+    config: CodecExperiment,
+    step: jax.Array | int = 0,
 ) -> tuple[jax.Array, dict]:
-    """The combined generator + discriminator objective and its terms (module docstring)."""
+    """The combined generator + discriminator objective and its terms (module docstring).
+
+    Args:
+      model: generator and discriminators.
+      wav_BxTxC: a batch of real audio.
+      rng: quantiser dropout, k-means and dead-code keys.
+      config: the experiment (loss weights, presets).
+      step: the training step; the GAN terms count from `loss.adversarial_start` on.
+    """
     weights, sample_rate = config.loss, config.model.sample_rate
     wav_hat_BxTxC, q = model.generator(wav_BxTxC, rng=rng, train=True)
     pred_BxCxT = jnp.swapaxes(wav_hat_BxTxC, 1, 2).astype(jnp.float32)
@@ -168,7 +184,12 @@ def codec_losses(
         real, fake_for_g, relative=gan.relative_features, reduction=gan.reduction
     )
     terms["quantizer"] = q.loss
-    g_loss = sum(getattr(weights, name) * value for name, value in terms.items())
+    gan_on = (jnp.asarray(step) >= weights.adversarial_start).astype(jnp.float32)
+    scale = {"adversarial": gan_on, "feature_matching": gan_on}
+    g_loss = sum(
+        getattr(weights, name) * scale.get(name, 1.0) * value for name, value in terms.items()
+    )
+    d_loss = gan_on * d_loss
     aux = {
         **terms,
         "generator_loss": g_loss,
@@ -205,7 +226,7 @@ class CodecFamily:
 
     def loss(self, model: CodecTrainModel, batch: dict, rng: jax.Array):
         wav_BxTxC = jnp.swapaxes(batch["audio"], 1, 2)
-        return codec_losses(model, wav_BxTxC, rng, self.config)
+        return codec_losses(model, wav_BxTxC, rng, self.config, batch["step"])
 
     def _pipeline(self, split: str, **changes) -> AudioLoader:
         data, model = self.config.data, self.config.model

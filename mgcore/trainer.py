@@ -92,6 +92,9 @@ class Family(Protocol):
     def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
         """Scalar loss and a dict of metrics (scalars or small vectors); pure and jit-able.
 
+        `batch["step"]` is the micro-step being taken (int32 scalar), for terms that
+        switch on during training (a GAN's discriminators after a warm-up).
+
         The model's non-`nnx.Param` variables (batch statistics, EMA codebooks) may be
         updated in place; the trainer keeps the updates unless the step was skipped.
         """
@@ -132,6 +135,7 @@ def make_train_step(
 
     def step_fn(state: dict, batch: dict):
         rng, step_rng = jax.random.split(state["rng"])
+        batch = {**batch, "step": state["step"]}  # for losses with a schedule of their own
 
         def objective(params):
             # Fresh Variables at this trace level: the loss may update them in place.

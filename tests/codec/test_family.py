@@ -126,3 +126,29 @@ def test_sigterm_then_restart_gives_the_uninterrupted_losses(tmp_path, manifest)
     for step in want:
         for key in ("loss", "mel", "discriminator_loss", "perplexity_0"):
             assert got[step][key] == pytest.approx(want[step][key], rel=1e-6), (step, key)
+
+
+def test_gan_terms_switch_on_at_adversarial_start(rng):
+    config = load_experiment(EXPERIMENT, ["loss.adversarial_start=5"])
+    with nnx.use_eager_sharding(False):
+        model = CodecFamily(config).create_model(nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    wav_BxTxC = jnp.asarray(0.3 * rng.standard_normal((2, 1600, 1)), jnp.float32)
+
+    @jax.jit
+    def losses(step):
+        m = nnx.merge(graphdef, jax.tree.map(lambda x: x, state))
+        return codec_losses(m, wav_BxTxC, jax.random.key(1), config, step)
+
+    (before, aux0), (after, aux1) = losses(4), losses(5)
+    assert float(aux0["discriminator_loss"]) == 0 and float(aux1["discriminator_loss"]) > 0
+    weights = config.loss
+    reconstruction = weights.mel * aux0["mel"] + weights.quantizer * aux0["quantizer"]
+    assert float(before) == pytest.approx(float(reconstruction), rel=1e-6)
+    gan = (
+        weights.adversarial * aux1["adversarial"]
+        + weights.feature_matching * aux1["feature_matching"]
+    )
+    assert float(after) == pytest.approx(
+        float(reconstruction + gan + aux1["discriminator_loss"]), rel=1e-5
+    )
