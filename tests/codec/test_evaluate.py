@@ -31,9 +31,9 @@ def checkpoint(tmp_path_factory):
 
 
 def test_report_numbers_are_the_metrics_of_the_decodings(checkpoint, manifest):
-    report = evaluate_codec(checkpoint, manifest, split="train", max_clips=2, seconds=1.0,
-                            progress=False)  # fmt: skip
-    assert report.clips == 2 and sorted(report.per_codebooks) == [1, 2, 3]
+    report = evaluate_codec(checkpoint, manifest, split="train", max_clips=2, seconds=0.5,
+                            n_codebooks=(1, 2), progress=False)  # fmt: skip
+    assert report.clips == 2 and sorted(report.per_codebooks) == [1, 2]
     assert report.per_codebooks[2]["kbps"] == pytest.approx(50 * 2 * 5 / 1000)
     assert len(report.perplexity) == 3 and all(1 <= p <= 32 for p in report.perplexity)
     assert all(0 < u <= 1 for u in report.used_fraction)
@@ -42,7 +42,7 @@ def test_report_numbers_are_the_metrics_of_the_decodings(checkpoint, manifest):
     sums = dict.fromkeys(("si_sdr", "mel", "lsd"), 0.0)
     for i in range(2):
         path = ManifestIndex(manifest, "train")[i]["path"]
-        original, _ = audio.load_audio(path, sample_rate=REFERENCE_RATE, channels=1, duration=1.0)
+        original, _ = audio.load_audio(path, sample_rate=REFERENCE_RATE, channels=1, duration=0.5)
         original = np.clip(loudness.normalize_loudness(original, REFERENCE_RATE, -16.0), -1, 1)
         wav = audio.resample(original, REFERENCE_RATE, 16000)
         decoded = codec.decode(codec.encode(wav)[:2], num_samples=wav.shape[-1])
