@@ -246,7 +246,9 @@ class Codec:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> Codec:
-        """Loads a codec from a `save_pretrained` folder or a `musicgen train` workdir.
+        """Loads a codec from a `save_pretrained` folder, a Hugging Face EnCodec or DAC
+        folder (`config.json` with model_type "encodec" or "dac" and `model.safetensors`;
+        see `codec/pretrained.py`) or a `musicgen train` workdir.
 
         A workdir gives the latest checkpoint's EMA weights when the run kept an EMA,
         else its weights.
@@ -260,11 +262,16 @@ class Codec:
             raise PretrainedError(f"{directory} is not a folder; name a saved codec's folder")
         if (directory / CONFIG_FILE).exists():
             return cls(_load_saved(directory), **kwargs)
+        from codec.pretrained import is_hf_codec_folder, load_hf_codec  # imports this module
+
+        if is_hf_codec_folder(directory):
+            return cls(load_hf_codec(directory), **kwargs)
         if (directory / "checkpoints").is_dir() and (directory / "config.json").exists():
             return cls(_load_workdir(directory), **kwargs)
         raise PretrainedError(
-            f"{directory} holds neither {CONFIG_FILE} (save_pretrained) nor config.json with "
-            "checkpoints/ (a musicgen train workdir)"
+            f"{directory} holds neither {CONFIG_FILE} (save_pretrained), nor config.json of "
+            "model_type encodec/dac with model.safetensors (Hugging Face), nor config.json "
+            "with checkpoints/ (a musicgen train workdir)"
         )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "bench"
 CASES = {
+    "codec.py": ["--quick"],
     "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
     "pipeline_throughput.py": ["--clips", "8"],
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
