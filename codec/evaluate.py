@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 from codec.api import Codec
 from mgcore import audio, audio_metrics, loudness
@@ -145,8 +146,7 @@ def evaluate_codec(
     per_k = {k: {name: v / n for name, v in m.items()} for k, m in sums.items()}
     for k in ks:
         per_k[k]["kbps"] = codec.config.bitrate(k) / 1000
-    probs = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    entropy = -np.sum(np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1)), 0), 1)
+    entropy = scipy.stats.entropy(counts, axis=1)  # nats, over each codebook's histogram
     return CodecReport(
         checkpoint=str(checkpoint),
         manifest=str(manifest),

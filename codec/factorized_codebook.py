@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from codec import layers
+
 F32 = jnp.float32
 sg = jax.lax.stop_gradient
 
@@ -26,7 +28,7 @@ def weight_norm(v_IxO: jax.Array, g_O: jax.Array) -> jax.Array:
     Returns:
       `g * v / ||v||`, the norm taken over the input axis.
     """
-    return v_IxO * (g_O / jnp.linalg.norm(v_IxO, axis=0))[None, :]
+    return layers.weight_norm(v_IxO, g_O, keep_axis=1)
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:

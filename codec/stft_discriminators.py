@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from codec.layers import weight_norm
 from mgcore import dsp
 
 # DAC's MRD bands, as fractions of the STFT bins (low edge, high edge).
@@ -101,8 +102,7 @@ class Conv2d(nnx.Module):
         """The effective kernel `[kh, kw, in, out]`."""
         if not self.weight_norm:
             return self.kernel[...]
-        v_KhxKwxIxO = self.v[...]
-        return v_KhxKwxIxO * (self.g[...] / _norm_per_output(v_KhxKwxIxO))
+        return weight_norm(self.v[...], self.g[...], keep_axis=3)
 
     def __call__(self, x_BxHxWxI: jax.Array) -> jax.Array:
         y_BxHxWxO = jax.lax.conv_general_dilated(
