@@ -12,10 +12,15 @@ Arrays in and out are NumPy (or anything `np.asarray` takes), audio channels-fir
 Long inputs are cut into windows of `chunk_seconds` plus `context_seconds` of real
 signal on each side, all of one shape (one compiled program, bounded memory); each
 window contributes only its central frames. The convolutions' receptive field is
-shorter than the context, so the result equals a whole-file pass to float rounding
-(a code can flip only where two codewords are equally close); an LSTM bottleneck
+shorter than the context, so the result equals a whole-file pass to float rounding (a
+code can flip only where two codewords are equally close); an LSTM bottleneck
 (EnCodec) sees further back, and its influence fades within the context. DAC instead
 encodes fixed chunks without context, so its codes change with the chunk length.
+
+Shorter inputs are encoded in one window padded with silence to a multiple of
+`bucket_seconds` (default 5 s), so clips of every length compile a handful of programs
+instead of one per length; the padding only reaches the last frames' receptive field,
+like silence after a file's end.
 
 `save_pretrained(dir)` writes `codec.json` (format, version, config) and
 `model.safetensors` (every variable of the model, by its dotted path): no pickle.
@@ -23,7 +28,6 @@ encodes fixed chunks without context, so its codes change with the chunk length.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -35,40 +39,21 @@ from flax import nnx
 
 from codec.model import CodecConfig, CodecModel
 from mgcore.config import from_dict, to_dict
+from mgcore.weights import (
+    PretrainedError,
+    is_workdir,
+    load_workdir_weights,
+    read_folder,
+    save_folder,
+    unflatten_into,
+)
+
+__all__ = ["Codec", "PretrainedError"]
 
 FORMAT = "musicgen-jax-codec"
 VERSION = 1
 CONFIG_FILE = "codec.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class PretrainedError(ValueError):
-    """A folder that does not hold a codec, or holds a broken one."""
-
-
-def _flatten(state: Any) -> dict[str, np.ndarray]:
-    flat = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-        flat[".".join(k for k in keys if k != "value")] = np.asarray(leaf)
-    return flat
-
-
-def _unflatten_into(state: Any, flat: dict[str, np.ndarray], source: str) -> Any:
-    leaves_with_path = jax.tree_util.tree_leaves_with_path(state)
-    names = list(_flatten(state))
-    missing = [n for n in names if n not in flat]
-    if missing:
-        raise PretrainedError(f"{source} lacks {len(missing)} weights, e.g. {missing[:3]}")
-    new_leaves = []
-    for name, (_, leaf) in zip(names, leaves_with_path, strict=True):
-        value = flat[name]
-        if value.shape != leaf.shape:
-            raise PretrainedError(
-                f"{source}: weight {name} has shape {value.shape}, the config needs {leaf.shape}"
-            )
-        new_leaves.append(jnp.asarray(value, leaf.dtype))
-    return jax.tree.unflatten(jax.tree.structure(state), new_leaves)
 
 
 def _abstract_model(config: CodecConfig) -> tuple[nnx.GraphDef, Any]:
@@ -83,14 +68,22 @@ class Codec:
       model: the network (weights included).
       chunk_seconds: window length for long inputs (default 30 s).
       context_seconds: real signal added on each side of every window (default 2 s).
+      bucket_seconds: inputs shorter than a window are encoded padded with silence to a
+        multiple of this (default 5 s; 0: their exact length, one compile per length).
     """
 
     def __init__(
-        self, model: CodecModel, *, chunk_seconds: float = 30.0, context_seconds: float = 2.0
+        self,
+        model: CodecModel,
+        *,
+        chunk_seconds: float = 30.0,
+        context_seconds: float = 2.0,
+        bucket_seconds: float = 5.0,
     ):
         self.config: CodecConfig = model.config
         self.graphdef, self.state = nnx.split(model)
         self.chunk_seconds, self.context_seconds = chunk_seconds, context_seconds
+        self.bucket_seconds = bucket_seconds
         self._encode = jax.jit(self._encode_window, static_argnums=1)
         self._decode = jax.jit(self._decode_window)
 
@@ -174,8 +167,13 @@ class Codec:
         """
         wav_BxTxC, single = self._audio_BxTxC(wav)
         hop, n_frames = self.config.hop_length, self.config.frames_for(wav_BxTxC.shape[1])
-        wav_BxTxC = np.pad(wav_BxTxC, ((0, 0), (0, n_frames * hop - wav_BxTxC.shape[1]), (0, 0)))
         width, windows = self._windows(n_frames)
+        if len(windows) == 1 and self.bucket_seconds > 0:  # short: pad to a bucket
+            bucket = max(1, round(self.bucket_seconds * self.frame_rate))
+            full = self._windows(10**9)[0]
+            width = max(n_frames, min(-(-n_frames // bucket) * bucket, full))
+        padded = max(n_frames, width) * hop - wav_BxTxC.shape[1]
+        wav_BxTxC = np.pad(wav_BxTxC, ((0, 0), (0, padded), (0, 0)))
         codes, latents = [], []
         for start, keep_from, keep_to in windows:
             window = wav_BxTxC[:, start * hop : (start + width) * hop]
@@ -231,18 +229,8 @@ class Codec:
     # ------------------------------------------------------------------ files
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Writes `codec.json` and `model.safetensors` into `directory` (created)."""
-        from safetensors.numpy import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, "config": to_dict(self.config)}
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file(_flatten(self.state), str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, directory / WEIGHTS_FILE)
-        tmp = directory / f".{CONFIG_FILE}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, directory / CONFIG_FILE)
-        return directory
+        return save_folder(directory, CONFIG_FILE, meta, WEIGHTS_FILE, self.state)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> Codec:
@@ -266,8 +254,11 @@ class Codec:
 
         if is_hf_codec_folder(directory):
             return cls(load_hf_codec(directory), **kwargs)
-        if (directory / "checkpoints").is_dir() and (directory / "config.json").exists():
-            return cls(_load_workdir(directory), **kwargs)
+        if is_workdir(directory):
+            from codec.family import CodecExperiment, CodecFamily
+
+            _, model = load_workdir_weights(directory, CodecExperiment, CodecFamily)
+            return cls(model.generator, **kwargs)
         raise PretrainedError(
             f"{directory} holds neither {CONFIG_FILE} (save_pretrained), nor config.json of "
             "model_type encodec/dac with model.safetensors (Hugging Face), nor config.json "
@@ -276,44 +267,7 @@ class Codec:
 
 
 def _load_saved(directory: Path) -> CodecModel:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise PretrainedError(f"{directory / CONFIG_FILE} is not valid JSON: {err}") from err
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise PretrainedError(
-            f"{directory / CONFIG_FILE} is not a {FORMAT} v{VERSION} file "
-            f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
-        )
+    meta, flat = read_folder(directory, CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE)
     config = from_dict(CodecConfig, meta["config"])
-    try:
-        flat = load_file(str(directory / WEIGHTS_FILE))
-    except (FileNotFoundError, SafetensorError, OSError) as err:
-        raise PretrainedError(f"{directory / WEIGHTS_FILE} can't be read: {err}") from err
     graphdef, abstract = _abstract_model(config)
-    return nnx.merge(graphdef, _unflatten_into(abstract, flat, str(directory / WEIGHTS_FILE)))
-
-
-def _load_workdir(directory: Path) -> CodecModel:
-    from codec.family import CodecExperiment, CodecFamily
-    from mgcore.checkpoint import Checkpointer
-    from mgcore.config import load_saved_config
-    from mgcore.sharding import MeshConfig, make_mesh
-    from mgcore.trainer import init_state
-
-    experiment = load_saved_config(directory / "config.json")
-    if not isinstance(experiment, CodecExperiment):
-        raise PretrainedError(f"{directory} is a workdir of a {type(experiment).__name__} run")
-    family = CodecFamily(experiment)
-    mesh = make_mesh(MeshConfig(), jax.devices()[:1])
-    plan = init_state(family, experiment.optimizer, experiment.train, mesh)
-    with Checkpointer(directory / "checkpoints", save_every=1) as ckpt:
-        if ckpt.latest_step() is None:
-            raise PretrainedError(f"{directory}/checkpoints holds no finished checkpoint yet")
-        state, _ = ckpt.restore(abstract_state=plan.abstract)
-    weights = state["ema"] if state["ema"] is not None else state["params"]
-    model = nnx.merge(plan.graphdef, weights, state["rest"])
-    return model.generator
+    return nnx.merge(graphdef, unflatten_into(abstract, flat, str(directory / WEIGHTS_FILE)))

@@ -79,6 +79,34 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_encode(args: argparse.Namespace) -> int:
+    from musicgen.token_cache import encode_dataset
+    from musicgen.train import use_compilation_cache
+
+    use_compilation_cache()  # one program per clip length: a rerun skips compiling them
+    summary = encode_dataset(
+        args.codec,
+        args.manifest,
+        args.out,
+        splits=args.splits,
+        batch_seconds=args.batch_seconds,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    splits = ", ".join(
+        f"{name} {s['clips']} clips / {s['frames']} frames" for name, s in summary["splits"].items()
+    )
+    skipped = sum(summary["skipped"].values())
+    print(
+        f"encoded {summary['encoded']} clips ({summary['encoded_seconds'] / 3600:.3f} h) in "
+        f"{summary['seconds']:.1f} s, skipped {skipped}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['skipped'].items())})" if skipped else "")
+        + f"; cache: {splits}"
+    )
+    print(f"cache: {Path(args.out) / 'cache.json'}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from musicgen import train
 
@@ -103,6 +131,25 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
     if args.out:
         json_path, _ = write_report(report, args.out)
         print(f"written: {json_path} and codec_eval.md")
+    return 0
+
+
+def _cmd_eval_lm(args: argparse.Namespace) -> int:
+    from musicgen.lm_eval import evaluate_lm, write_report
+
+    report = evaluate_lm(
+        args.checkpoint,
+        tokens=args.tokens,
+        split=args.split,
+        caption_field=args.caption_field,
+        seconds=args.seconds,
+        batch_size=args.batch,
+        weights=tuple(args.weights),
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_report(report, args.out)
+        print(f"written: {json_path} and lm_eval.md")
     return 0
 
 
@@ -134,6 +181,36 @@ def _add_eval_commands(sub) -> None:
     )
     codec.add_argument("--out", help="folder for codec_eval.json and codec_eval.md")
     codec.set_defaults(func=_cmd_eval_codec)
+
+    lm = esub.add_parser(
+        "lm",
+        help="token LM held-out cross-entropy with and without captions",
+        description=(
+            "Scores every window of every clip of a token-cache split once, with the clip's "
+            "real caption and with the empty caption, per codebook, for float32, bfloat16 "
+            "and int8 weights: the gap says how much the model uses the text."
+        ),
+    )
+    lm.add_argument("--checkpoint", required=True, help="saved LM folder or training workdir")
+    lm.add_argument("--tokens", help="token cache (default: the workdir's data.tokens)")
+    lm.add_argument("--split", default="test", help="split (default: test)")
+    lm.add_argument(
+        "--caption-field",
+        default="caption",
+        choices=("caption", "caption_held_out"),
+        help="captions to condition on (caption_held_out: held-out templates)",
+    )
+    lm.add_argument("--seconds", type=_positive_float, help="window (default: training length)")
+    lm.add_argument("--batch", type=_positive_int, default=8, help="windows a pass (default 8)")
+    lm.add_argument(
+        "--weights",
+        nargs="+",
+        choices=("float32", "bfloat16", "int8"),
+        default=["float32", "bfloat16", "int8"],
+        help="weight formats to score (default: all three)",
+    )
+    lm.add_argument("--out", help="folder for lm_eval.json and lm_eval.md")
+    lm.set_defaults(func=_cmd_eval_lm)
 
 
 def _add_train_command(sub) -> None:
@@ -214,6 +291,40 @@ def _add_data_commands(sub) -> None:
     check.add_argument("--workers", type=_positive_int, default=2)
     check.set_defaults(func=_cmd_data_check)
 
+    encode = dsub.add_parser(
+        "encode",
+        help="pre-encode a dataset into codec tokens for the token LM",
+        description=(
+            "Encodes every clip of the manifest's splits once, whole, with the codec (at its "
+            "rate and channels, loudness-normalised as its training crops were) into token "
+            "shards, an index per split and cache.json in --out. A rerun resumes; files "
+            "that cannot be used are skipped and counted."
+        ),
+    )
+    encode.add_argument(
+        "--codec", required=True, help="codec folder (save_pretrained, EnCodec/DAC) or workdir"
+    )
+    encode.add_argument("--manifest", required=True, help="manifest (.jsonl)")
+    encode.add_argument("--out", required=True, help="cache folder")
+    encode.add_argument(
+        "--splits",
+        type=_split_list,
+        default=("train", "valid", "test"),
+        help="comma-separated splits (default: train,valid,test)",
+    )
+    encode.add_argument(
+        "--batch-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="audio decoded ahead and encoded per step; equal-length clips share a batch "
+        "(default: 60)",
+    )
+    encode.add_argument(
+        "--workers", type=_positive_int, default=2, help="threads decoding audio (default: 2)"
+    )
+    encode.add_argument("--no-progress", action="store_true", help="no progress bar")
+    encode.set_defaults(func=_cmd_data_encode)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from musicgen import __version__
@@ -277,17 +388,29 @@ _positive_int = _number(int, lambda v: v >= 1, ">= 1")
 _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 
+def _split_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated manifest splits."""
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in splits if s not in ("train", "valid", "test")]
+    if bad or not splits:
+        raise argparse.ArgumentTypeError(f"splits are train, valid and test, got '{text}'")
+    return splits
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean bad input, not a bug: reported in one line, exit status 1."""
-    from codec.api import PretrainedError
     from mgcore.audio import AudioFileError
     from mgcore.config import ConfigError
     from mgcore.data.manifest import ManifestError
     from mgcore.trainer import NonFiniteError
+    from mgcore.weights import PretrainedError
     from musicgen.synth.render import RenderError
+    from musicgen.text import TextEncoderError
+    from musicgen.token_cache import TokenCacheError
 
     return (AudioFileError, ConfigError, ManifestError, NonFiniteError, PretrainedError,
-            RenderError, FileNotFoundError, NotADirectoryError)  # fmt: skip
+            RenderError, TextEncoderError, TokenCacheError, FileNotFoundError,
+            NotADirectoryError)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

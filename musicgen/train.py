@@ -47,6 +47,7 @@ CONFIG_FILE = "config.json"
 # Registered families: config.family -> module defining make_family(config).
 FAMILIES = {
     "codec": "codec.family",
+    "lm": "musicgen.lm_family",
 }
 
 # Sections of the config that may change between runs in one workdir.

