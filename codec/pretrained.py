@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from codec.api import PretrainedError, _abstract_model, _flatten, _unflatten_into
+from codec.api import _abstract_model
 from codec.model import CodecConfig, CodecModel
 from codec.quantizer import QuantizerConfig
 from codec.seanet import SEANetConfig
+from mgcore.weights import PretrainedError, flatten_state, unflatten_into
 
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
@@ -425,10 +426,34 @@ def load_hf_codec(directory: str | os.PathLike) -> CodecModel:
             f"{directory / HF_CONFIG_FILE} has model_type {hf.get('model_type')!r}; "
             f"only {MODEL_TYPES} import"
         )
-    config, flat = convert_hf_weights(hf, read_hf_tensors(directory))
+    source = f"{directory / HF_WEIGHTS_FILE} (converted)"
+    return hf_codec_from_state(hf, read_hf_tensors(directory), source=source)
+
+
+def hf_codec_from_state(
+    hf: dict[str, Any],
+    tensors: dict[str, np.ndarray],
+    *,
+    prefix: str = "",
+    source: str = "the codec weights",
+) -> CodecModel:
+    """Our `CodecModel` from a codec's config fields and a state dict with a name prefix.
+
+    For a codec inside another checkpoint (MusicGen: the "audio_encoder" entry of its
+    config.json and the tensors named "audio_encoder.*"). Strict under `prefix`: every
+    tensor under it must be used; tensors outside it are not looked at.
+
+    Args:
+      hf: the codec's `config.json` fields (model_type "encodec" or "dac").
+      tensors: NumPy arrays by name.
+      prefix: the codec's tensors' name prefix ("" for a codec's own folder).
+      source: what the tensors came from, for error messages.
+    """
+    if prefix:
+        tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    config, flat = convert_hf_weights(hf, tensors)
     graphdef, abstract = _abstract_model(config)
-    extra = sorted(set(flat) - set(_flatten(abstract)))
+    extra = sorted(set(flat) - set(flatten_state(abstract)))
     if extra:  # a mapping bug rather than a bad file, but name it all the same
         raise PretrainedError(f"converted weights fill no variable: {extra[:5]}")
-    source = f"{directory / HF_WEIGHTS_FILE} (converted)"
-    return nnx.merge(graphdef, _unflatten_into(abstract, flat, source))
+    return nnx.merge(graphdef, unflatten_into(abstract, flat, source))
