@@ -17,10 +17,11 @@ code can flip only where two codewords are equally close); an LSTM bottleneck
 (EnCodec) sees further back, and its influence fades within the context. DAC instead
 encodes fixed chunks without context, so its codes change with the chunk length.
 
-Shorter inputs are encoded in one window padded with silence to a multiple of
-`bucket_seconds` (default 5 s), so clips of every length compile a handful of programs
-instead of one per length; the padding only reaches the last frames' receptive field,
-like silence after a file's end.
+Shorter inputs are encoded in one window of their exact length: one compiled program
+per length. `bucket_seconds` > 0 pads them with silence to a multiple of it instead, so
+clips of every length compile a handful of programs (the token cache does this); the
+padding only reaches the last frames' receptive field, like silence after a file's end,
+and changes a few of the last codes.
 
 `save_pretrained(dir)` writes `codec.json` (format, version, config) and
 `model.safetensors` (every variable of the model, by its dotted path): no pickle.
@@ -68,8 +69,8 @@ class Codec:
       model: the network (weights included).
       chunk_seconds: window length for long inputs (default 30 s).
       context_seconds: real signal added on each side of every window (default 2 s).
-      bucket_seconds: inputs shorter than a window are encoded padded with silence to a
-        multiple of this (default 5 s; 0: their exact length, one compile per length).
+      bucket_seconds: encode inputs shorter than a window padded with silence to a
+        multiple of this (default 0: at their exact length, one compile per length).
     """
 
     def __init__(
@@ -78,7 +79,7 @@ class Codec:
         *,
         chunk_seconds: float = 30.0,
         context_seconds: float = 2.0,
-        bucket_seconds: float = 5.0,
+        bucket_seconds: float = 0.0,
     ):
         self.config: CodecConfig = model.config
         self.graphdef, self.state = nnx.split(model)

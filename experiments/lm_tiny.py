@@ -3,7 +3,7 @@
 Trains on the token cache of `codec_tiny` (16 kHz, 50 frames a second, 4 codebooks x
 1024) over the embedded dataset: 10-second windows, MiniLM text states, the delay
 pattern, condition dropout 0.3 for classifier-free guidance. 4 layers, 256 wide,
-about 6M parameters; about 80 minutes on 2 cores (`:debug`: seconds, with a random
+batches of 8; about 6M parameters; about 80 minutes on 2 cores (`:debug`: seconds, with a random
 codec). Needs the trained codec first:
 
     musicgen train --config experiments/codec_tiny.py --workdir runs/codec_tiny
@@ -31,7 +31,7 @@ def get_config(arg: str = "") -> LMExperiment:
             manifest="data/embedded/manifest.jsonl",
             embedded_hours=2.0,
             seconds=10.0,
-            batch_size=16,
+            batch_size=8,
             caption_dropout=0.3,
             eval_batches=8,
             eval_generate=2,
@@ -49,6 +49,6 @@ def get_config(arg: str = "") -> LMExperiment:
             grad_clip_norm=1.0,
             ema_decay=0.99,
         ),
-        train=TrainConfig(steps=1500, log_every=20, eval_every=500, save_every=100),
+        train=TrainConfig(steps=800, log_every=20, eval_every=400, save_every=100),
     )
     return debug_variant(config) if "debug" in args else config

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import copy
 import dataclasses
 import hashlib
 import json
@@ -259,6 +260,11 @@ def _chunks(index: ManifestIndex, start: int, seconds: float) -> list[list[int]]
     return [*chunks, chunk] if chunk else chunks
 
 
+# Clips shorter than the codec's window are encoded padded with silence to a multiple of
+# this: a handful of compiled programs for a dataset of clips of every length (`Codec`).
+BUCKET_SECONDS = 5.0
+
+
 def _encode_chunk(codec: Codec, clips: list) -> list[np.ndarray | None]:
     """Codes of each loaded clip (None for a skipped one). Clips of equal length share
     one `codec.encode` call, which pads and windows them exactly as it would alone."""
@@ -317,6 +323,8 @@ def encode_dataset(
     if not isinstance(codec, Codec):
         source = Path(codec).resolve()
         codec = Codec.from_pretrained(codec)
+    codec = copy.copy(codec)  # clips of any length: a few compiled shapes, not one each
+    codec.bucket_seconds = BUCKET_SECONDS
     if loudness_lufs == "codec":
         loudness_lufs = _training_loudness(source)
     out = Path(out)

@@ -17,6 +17,7 @@ from mgcore import loudness
 from mgcore.audio import load_audio
 from musicgen import cli, token_cache
 from musicgen.token_cache import (
+    BUCKET_SECONDS,
     TokenCache,
     TokenCacheError,
     TokenLoader,
@@ -81,7 +82,8 @@ def _reference_codes(codec: Codec, path: str) -> np.ndarray:
     """The codec's codes of the clip loaded and normalised as its training pipeline does."""
     x, _ = load_audio(path, sample_rate=8000, channels=1)
     x = loudness.normalize_loudness(x, 8000, -16.0)
-    return codec.encode(x / max(1.0, float(np.abs(x).max())))
+    bucketed = Codec(codec.model, bucket_seconds=BUCKET_SECONDS)  # as the cache encodes
+    return bucketed.encode(x / max(1.0, float(np.abs(x).max())))
 
 
 def test_tokens_are_the_codecs_and_the_index_and_counts_are_exact(codec, manifest, encoded):
