@@ -372,11 +372,19 @@ def make_family(config: LMExperiment) -> LMFamily:
 def debug_variant(config: LMExperiment) -> LMExperiment:
     """The experiment shrunk until a run takes seconds (the `:debug` of every LM recipe).
 
-    Keeps the text encoder kind and the pattern; a 2-layer 32-wide decoder on the tokens
-    of a small random codec over the embedded dataset's smallest slice.
+    Keeps the pattern; a 2-layer 32-wide decoder on the tokens of a small random codec
+    over the embedded dataset's smallest slice, conditioned by the installed MiniLM (a
+    T5 recipe's weights are files the user provides, which a debug run must not need).
     """
     model = dataclasses.replace(
-        config.model, num_codebooks=4, card=64, num_layers=2, dim=32, num_heads=4, ffn_dim=64
+        config.model,
+        num_codebooks=4,
+        card=64,
+        num_layers=2,
+        dim=32,
+        num_heads=4,
+        ffn_dim=64,
+        text_dim=384,
     )
     data = dataclasses.replace(
         config.data,
@@ -391,4 +399,6 @@ def debug_variant(config: LMExperiment) -> LMExperiment:
         eval_seconds=0.5,
     )
     train = TrainConfig(steps=6, log_every=2, eval_every=6, save_every=3, keep=2)
-    return dataclasses.replace(config, model=model, data=data, train=train)
+    return dataclasses.replace(
+        config, model=model, text=TextConfig(), data=data, train=train, mesh=MeshConfig()
+    )

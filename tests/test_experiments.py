@@ -36,3 +36,15 @@ def test_codec_recipes_have_their_anchors_shapes(
     assert model.sample_rate == sample_rate and model.frame_rate == pytest.approx(frame_rate)
     assert (model.num_codebooks, model.quantizer.codebook_size) == (codebooks, size)
     assert model.bitrate() / 1000 == pytest.approx(kbps, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("arg", "layers", "dim", "heads"),
+    [("small", 24, 1024, 16), ("medium", 48, 1536, 24), ("large", 48, 2048, 32)],
+)
+def test_lm_recipe_has_musicgens_sizes(arg, layers, dim, heads):
+    config = load_experiment(f"experiments/lm_musicgen.py:{arg}")
+    model = config.model
+    assert (model.layers, model.width, model.heads, model.hidden) == (layers, dim, heads, 4 * dim)
+    assert (model.num_codebooks, model.card, model.pattern.kind) == (4, 2048, "delay")
+    assert config.data.seconds == 30.0 and config.data.caption_dropout == 0.3
