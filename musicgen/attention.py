@@ -8,8 +8,9 @@
   "full" for self-attention). A `jax.custom_vjp` backward recomputes each block's
   probabilities from the saved logsumexp (FA-2's backward: outer loop over key blocks,
   inner over query blocks), so training keeps no `[T, S]` residual either.
-- "xla": `jax.nn.dot_product_attention` (its "xla" implementation; cuDNN's flash kernel on
-  a GPU with half-precision inputs).
+- "xla": `jax.nn.dot_product_attention`: its "xla" implementation (which materialises
+  the scores too), or cuDNN's flash kernel on a GPU for half-precision inputs without a
+  kv mask.
 
 Semantics shared by all three:
 
@@ -44,9 +45,11 @@ MASKED = -1e30
 # down still: they get zero weight even in a row whose real keys are all masked.
 _PAD = 2 * MASKED
 
-# "auto" on CPU: "chunked" from T x S >= CPU_CHUNKED_FROM**2 on, "full" below (see the
-# docstring).
-CPU_CHUNKED_FROM = 256
+# "auto" on CPU: "chunked" where T and S are both at least this, else "full"; and the
+# longest sequence that "chunked" splits into blocks of 64 rather than 128 (see
+# `dot_product_attention`'s docstring for the measurements).
+CPU_CHUNKED_FROM = 192
+SMALL_BLOCKS_UNTIL = 384
 
 
 def dot_product_attention(
@@ -57,23 +60,30 @@ def dot_product_attention(
     causal: bool = False,
     kv_mask_BxS: jax.Array | None = None,
     impl: Impl = "auto",
-    block_q: int = 256,
-    block_k: int = 256,
+    block_q: int | None = None,
+    block_k: int | None = None,
 ) -> jax.Array:
     """Multi-head attention `softmax(q k^T / sqrt(D) + mask) v`, per head.
 
-    "auto" picks by backend and key length S (measured with `bench/attention.py` on a
-    2-core AMD EPYC, causal self-attention, forward + backward / forward only, ms):
+    "auto" picks by backend and shape, from `bench/attention.py` on a 2-core AMD EPYC
+    (Zen 5) shared with other jobs (load average 4-7 during the run, so absolute times
+    are inflated; the contenders ran interleaved), causal self-attention, float32,
+    median ms of fwd+bwd / fwd only (`results/bench_attention.txt`):
 
-        shape (B, T, H, D)      full          chunked       xla
-        8, 500, 8, 32           FILL
-        4, 1500, 16, 64         FILL
-        2, 3000, 16, 64         FILL
+        (B, T, H, D)       full            chunked        xla              PyTorch SDPA*
+        8, 500, 8, 32      196 / 68        75 / 30        236 / 90         114 / 32
+        4, 1500, 16, 64    3044 / 1353     1162 / 584     4945 / 1645      1367 / 407
+        2, 3000, 16, 64    7716 / 3007     2054 / 959     15392 / 3308     2844 / 782
 
-    so on CPU "chunked" from `CPU_CHUNKED_FROM` keys on and "full" below it (a single
-    block pair is all "chunked" would do there, with the loop's overhead on top). On
-    GPU and TPU, where nothing was measured here, "auto" takes "xla" (cuDNN's fused
-    kernel for half-precision inputs on GPU).
+    (*: the faster of 2 threads and 1; here always 1.) Peak memory added by one fwd+bwd
+    at (4, 1500, 16, 64): full 2.3 GiB, chunked 0.3 GiB, xla 3.6 GiB, PyTorch 0.1 GiB.
+    Shorter sequences (fwd+bwd, ms, full vs chunked; B, H, D = 8, 8, 32 | 4, 16, 64):
+    T = 128: 4.1 vs 5.6 | 13.8 vs 19.9; T = 192: 22.8 vs 24.3 | 72.9 vs 49.9; T = 256:
+    83 vs 40 | 82 vs 40. A few queries against a long cache (T = 64, S = 1500): full 207,
+    chunked 314. Hence on CPU "chunked" where T and S are both at least
+    `CPU_CHUNKED_FROM` (192), else "full"; "xla" (jax.nn's, which materialises the scores
+    as "full" does, with more overhead) is never the fastest here. On GPU and TPU, where
+    nothing was measured, "auto" takes "xla" (cuDNN's fused kernel for half precision).
 
     Args:
       q_BxTxHxD: queries.
@@ -82,8 +92,8 @@ def dot_product_attention(
       causal: query i sees keys j <= i + (S - T) only.
       kv_mask_BxS: nonzero/True where a key may be attended to; None: all.
       impl: "full", "chunked", "xla" or "auto" (above).
-      block_q: queries per block of "chunked".
-      block_k: keys per block of "chunked".
+      block_q: queries per block of "chunked"; None: `block_size(T)`.
+      block_k: keys per block of "chunked"; None: `block_size(S)`.
 
     Returns:
       `[B, T, H, D]` in the dtype of `q_BxTxHxD`.
@@ -93,16 +103,27 @@ def dot_product_attention(
     if impl == "full":
         return _full(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS)
     if impl == "chunked":
+        block_q = block_q or block_size(q_BxTxHxD.shape[1])
+        block_k = block_k or block_size(k_BxSxHxD.shape[1])
         return _chunked(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS, block_q, block_k)
     if impl == "xla":
         return _xla(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS)
     raise ValueError(f"unknown attention impl {impl!r}")
 
 
+def block_size(length: int) -> int:
+    """The block of "chunked" for a sequence of `length`: 64 up to `SMALL_BLOCKS_UNTIL`
+    (less padding and less wasted work on the diagonal), 128 above (fewer, larger block
+    products). Measured fwd+bwd, causal, 64 vs 128 (ms): T = 320, (8, 8, 32): 64 vs 117;
+    T = 500: 163 vs 166 (fwd 48 vs 38); T = 1500 and 3000: 128 fastest of 64, 128, 256 and
+    the mixed 64/128 and 128/256 pairs."""
+    return 64 if length <= SMALL_BLOCKS_UNTIL else 128
+
+
 def _auto(t: int, s: int) -> str:
     if jax.default_backend() != "cpu":
         return "xla"
-    return "chunked" if t * s >= CPU_CHUNKED_FROM**2 else "full"
+    return "chunked" if min(t, s) >= CPU_CHUNKED_FROM else "full"
 
 
 def _visible_TxS(t: int, s: int) -> np.ndarray:
@@ -137,7 +158,13 @@ def _xla(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS):
     if causal and t != s:
         visible = jnp.asarray(_visible_TxS(t, s))[None, None]
         mask = visible if mask is None else mask & visible
-    cudnn = jax.default_backend() == "gpu" and q_BxTxHxD.dtype in (jnp.bfloat16, jnp.float16)
+    # cuDNN's flash kernel (GPU, half precision) only without a mask array, whose
+    # all-masked rows it may treat otherwise. Not run on a GPU here.
+    cudnn = (
+        jax.default_backend() == "gpu"
+        and q_BxTxHxD.dtype in (jnp.bfloat16, jnp.float16)
+        and mask is None
+    )
     return jax.nn.dot_product_attention(
         q_BxTxHxD,
         k_BxSxHxD,
@@ -149,7 +176,9 @@ def _xla(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS):
 
 
 # ---------------------------------------------------------------------------------------
-# "chunked": FlashAttention-2 over [B, H, T, D] arrays padded to whole blocks.
+# "chunked": FlashAttention-2. Inside `_flash`, lengths are padded to whole blocks and
+# split block-major: queries `[Nq, B, H, bq, D]`, keys and values `[Nk, B, H, bk, D]`,
+# the per-key bias `[Nk, B, 1, 1, bk]`, so a loop step indexes contiguous blocks.
 
 
 def _chunked(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, causal, kv_mask_BxS, block_q, block_k):
@@ -291,6 +320,9 @@ def _flash_fwd(st, q, k, v, bias):
 
 
 def _flash_bwd(st, residuals, do):
+    """FlashAttention-2's backward: per key block j, over the query blocks i that visit it,
+    p = exp(s - lse), dv_j += p^T do_i, ds = p (do_i v_j^T - delta_i), dq_i += ds k_j,
+    dk_j += ds^T q_i (scaled)."""
     q, k, v, bias, o, lse = residuals
     _, b, h, _, d = q.shape
     scale = 1.0 / math.sqrt(d)

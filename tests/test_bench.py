@@ -9,6 +9,7 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "bench"
 CASES = {
+    "attention.py": ["--quick"],
     "codec.py": ["--quick"],
     "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
     "pipeline_throughput.py": ["--clips", "8"],
