@@ -192,7 +192,9 @@ class Block(nnx.Module):
         h = self.final_layer_norm(x_BxTxD)
         return x_BxTxD + self.fc2(jax.nn.gelu(self.fc1(h), approximate=False))
 
-    def __call__(self, x_BxTxD, text_k, text_v, text_mask_BxL):
+    def __call__(self, x_BxTxD, text_k, text_v, text_mask_BxL, return_kv: bool = False):
+        """The block over a whole sequence; with `return_kv`, also its self-attention keys
+        and values (to prefill a decoding cache)."""
         attn = self.self_attn
         h = self.self_attn_layer_norm(x_BxTxD)
         q, (k, v) = attn.split(attn.q_proj(h)), attn.kv(h)
@@ -205,7 +207,7 @@ class Block(nnx.Module):
         x_BxTxD = x_BxTxD + cross.merge(
             dot_product_attention(q, text_k, text_v, kv_mask_BxS=text_mask_BxL, impl="full")
         )
-        return self.mlp(x_BxTxD)
+        return (self.mlp(x_BxTxD), k, v) if return_kv else self.mlp(x_BxTxD)
 
     def step(self, x_BxD, cache_k, cache_v, pos, text_k, text_v, text_mask_BxL):
         """One decoding step: writes this step's key/value at `pos` into the cache."""
@@ -295,6 +297,21 @@ class MusicGenLM(nnx.Module):
         text = self.text_states(text_BxLxC.astype(dtype), text_mask_BxL)
         kv = [layer.encoder_attn.kv(text) for layer in self.layers]
         return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv])
+
+    def prefill(self, tokens_BxKxP, cache, cross, text_mask_BxL, dtype=jnp.float32):
+        """The cache with positions `[0, P)` written by one pass over known input steps.
+
+        What P calls of `decode_step` would write, at the cost of one forward pass (an
+        audio prompt's steps, the context of each long-form window).
+        """
+        cache_k, cache_v = cache
+        text_k, text_v = cross
+        x = self.embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), dtype)
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, text_k[i], text_v[i], text_mask_BxL, return_kv=True)
+            cache_k = cache_k.at[i, :, : k.shape[1]].set(k.astype(cache_k.dtype))
+            cache_v = cache_v.at[i, :, : v.shape[1]].set(v.astype(cache_v.dtype))
+        return cache_k, cache_v
 
     def init_cache(self, batch: int, steps: int, dtype=jnp.float32):
         """An empty self-attention cache for `steps` positions."""

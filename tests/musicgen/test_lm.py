@@ -146,3 +146,13 @@ def test_seed_prompt_and_long_form(model, rng):
     assert (a != c).mean() > 0.3
     assert a.min() >= 0 and a.max() < CONFIG.card  # never the special token
     assert seen[-1] == (27, 27) and all(d <= t for d, t in seen)
+
+
+def test_prefilled_prompt_and_context_match_step_by_step(model, rng):
+    text, mask = _text(rng, 2)
+    prompt = rng.integers(0, CONFIG.card, size=(2, 4, 6)).astype(np.int32)
+    kw = dict(sampling=SamplingConfig(temperature=0.0, cfg_coef=3.0), window=12, stride=5)
+    fast = generate_codes(model, text, mask, 30, prompt_BxKxP=prompt, **kw)
+    slow = generate_codes(model, text, mask, 30, prompt_BxKxP=prompt, prefill=False, **kw)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast[..., :6], prompt)
