@@ -58,6 +58,8 @@ class LMDataConfig:
       seconds: training window length (MusicGen: 30 s).
       batch_size: global batch (all processes).
       caption_dropout: probability that a training caption is dropped (MusicGen 0.3).
+      caption_variants: train on this many rewrites of each clip's caption from its
+        attributes besides its own (`TokenPipelineConfig.caption_variants`; 0: off).
       eval_batches: held-out batches the evaluation hook scores (each `batch_size`).
       eval_generate: captions the hook generates for; `eval_seconds` of audio each.
       seed: shuffling, crops and caption dropout.
@@ -72,6 +74,7 @@ class LMDataConfig:
     seconds: float = 10.0
     batch_size: int = 16
     caption_dropout: float = 0.3
+    caption_variants: int = 0
     eval_batches: int = 4
     eval_generate: int = 2
     eval_seconds: float = 4.0
@@ -212,6 +215,7 @@ class LMFamily:
             batch_size=data.batch_size // processes,
             seed=data.seed,
             caption_dropout=data.caption_dropout,
+            caption_variants=data.caption_variants,
         )
         pipeline = dataclasses.replace(pipeline, **changes)
         loader = TokenLoader(cache.root, split, pipeline)
@@ -239,6 +243,7 @@ class LMFamily:
             shuffle=False,
             crop="start",
             caption_dropout=0.0,
+            caption_variants=0,
             caption_field=caption_field,
             shard_index=0,
             shard_count=1,

@@ -41,6 +41,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -557,6 +558,12 @@ class TokenPipelineConfig:
       crop: "random" (a random window of each clip per visit), "start" (each clip's
         first window) or "sequential" (every consecutive window of every clip once
         an epoch, so held-out cross-entropy sees each token once).
+      caption_variants: > 0: each example's caption is one of this many rewrites of its
+        clip's attributes by the embedded dataset's caption writer (train templates,
+        other synonyms, orders and omissions), or the clip's own caption, drawn per
+        example. One caption per clip lets a small model memorise caption -> clip;
+        paraphrases push it to the words that describe the music. Clips whose
+        attributes cannot be written keep their caption.
       caption_dropout: probability of replacing the caption by "" (for
         classifier-free guidance).
       caption_field: the index field that gives the caption ("caption_held_out" for
@@ -575,6 +582,7 @@ class TokenPipelineConfig:
     crop: Literal["random", "start", "sequential"] = "random"
     caption_dropout: float = 0.0
     caption_field: str = "caption"
+    caption_variants: int = 0
     num_epochs: int | None = None
     read_threads: int = 2
     prefetch: int = 4
@@ -611,9 +619,25 @@ class _Crop:
         codes_KxF[:, :length] = codes_KxN[:, start : start + length]
         line = self.cache.clip(self.split, clip)
         caption = line.get(cfg.caption_field, line["caption"])
+        if cfg.caption_variants:
+            caption = caption_variant(line, int(rng.integers(cfg.caption_variants + 1)), caption)
         if cfg.caption_dropout and rng.random() < cfg.caption_dropout:
             caption = ""
         return {"codes": codes_KxF, "length": length, "caption": caption}
+
+
+def caption_variant(line: dict, variant: int, caption: str) -> str:
+    """Rewrite number `variant` (0: `caption` itself) of a clip's caption, always the same
+    for the same clip and number."""
+    if variant == 0:
+        return caption
+    from musicgen.synth.captions import write_caption
+
+    seed = zlib.crc32(f"{line.get('path', '')}:{variant}".encode())
+    try:
+        return write_caption(line["attributes"], np.random.default_rng(seed)).text
+    except (KeyError, TypeError, ValueError, IndexError):
+        return caption
 
 
 class _Collate:

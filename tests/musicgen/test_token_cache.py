@@ -22,6 +22,7 @@ from musicgen.token_cache import (
     TokenCacheError,
     TokenLoader,
     TokenPipelineConfig,
+    caption_variant,
     encode_dataset,
 )
 
@@ -254,6 +255,21 @@ def test_caption_dropout_has_its_rate_and_is_reproducible(encoded):
     first = captions(0)
     assert abs(np.mean(first == "") - 0.3) < 0.05
     assert (captions(0) == first).all() and not (captions(1) == first).all()
+
+
+def test_caption_variants_are_fixed_rewrites_of_the_clips_attributes(encoded):
+    cache = TokenCache(encoded[0])
+    line = cache.clip("train", 0)
+    pool = [caption_variant(line, v, line["caption"]) for v in range(6)]
+    assert pool[0] == line["caption"]
+    assert len(set(pool)) >= 5  # rewrites differ from each other and from the caption
+    assert pool == [caption_variant(line, v, line["caption"]) for v in range(6)]
+    assert line["attributes"]["genre"].split()[0].lower() in " ".join(pool[1:]).lower()
+    cfg = _config(frames=8, batch_size=50, caption_variants=5, shuffle=False)
+    drawn = set(np.concatenate([next(TokenLoader(encoded[0], "train", cfg))["caption"]]))
+    clips = [cache.clip("train", i) for i in range(cache.num_clips("train"))]
+    allowed = {caption_variant(c, v, c["caption"]) for c in clips for v in range(6)}
+    assert drawn <= allowed and len(drawn) > len(clips)
 
 
 def test_cli_encodes_and_errors_are_one_line(codec_dir, manifest, encoded, tmp_path, capsys):
