@@ -143,6 +143,7 @@ def _cmd_eval_lm(args: argparse.Namespace) -> int:
         split=args.split,
         caption_field=args.caption_field,
         seconds=args.seconds,
+        head_seconds=args.head_seconds,
         batch_size=args.batch,
         weights=tuple(args.weights),
     )
@@ -201,6 +202,12 @@ def _add_eval_commands(sub) -> None:
         help="captions to condition on (caption_held_out: held-out templates)",
     )
     lm.add_argument("--seconds", type=_positive_float, help="window (default: training length)")
+    lm.add_argument(
+        "--head-seconds",
+        type=_positive_float,
+        default=1.0,
+        help="each window's opening, also scored on its own (default 1)",
+    )
     lm.add_argument("--batch", type=_positive_int, default=8, help="windows a pass (default 8)")
     lm.add_argument(
         "--weights",

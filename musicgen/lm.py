@@ -11,6 +11,11 @@ A pre-norm transformer over the interleaved codebook sequence (`patterns.py`):
 - the text's token states pass through `text_proj` (Linear with bias) and are zeroed
   where the text mask is 0, so a dropped caption (all mask 0) contributes nothing
   (classifier-free guidance's unconditional branch);
+- optionally (`text_sum`), the caption's sentence embedding (the masked mean of the text
+  states, L2-normalised: all-MiniLM's pooling) through `text_sum_proj` is added to every
+  input step, as audiocraft's "sum" fuser does for global conditions: a direct path from
+  the caption to every position, which a small model on a short budget learns much faster
+  than cross-attention alone (MusicGen's checkpoints do not have it);
 - a final LayerNorm and K linear heads give logits `[B, K, S, card]`.
 
 Sizes (`LMConfig.size`): `tiny` for CPU runs, and MusicGen's `small` (24 layers, 1024
@@ -61,6 +66,11 @@ class LMConfig:
       attention: `musicgen.attention` implementation for the full-sequence passes.
       norm_eps: LayerNorm epsilon (transformers' MusicGen: 1e-5).
       weights: "float" or "int8" (weight-only quantised dense kernels, for sampling).
+      text_sum: also add the projected sentence embedding of the caption to every input
+        step (see the module docstring); off for MusicGen's own architecture.
+      dropout: rate of dropout on each sublayer's output (self-attention, cross-attention,
+        MLP) before its residual add, in training only (`__call__` given a `dropout_rng`);
+        MusicGen's published models use 0, small data needs it.
     """
 
     num_codebooks: int = 4
@@ -75,6 +85,8 @@ class LMConfig:
     attention: Literal["auto", "full", "chunked", "xla"] = "auto"
     norm_eps: float = 1e-5
     weights: Literal["float", "int8"] = "float"
+    text_sum: bool = False
+    dropout: float = 0.0
 
     @property
     def layers(self) -> int:
@@ -174,6 +186,13 @@ def _cached_attention(q_BxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxS):
     return jnp.einsum("bhs,bshk->bhk", p_BxHxS, v_BxSxHxK)
 
 
+def _dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
 class Block(nnx.Module):
     """Pre-norm self-attention, cross-attention and MLP with residuals."""
 
@@ -187,27 +206,30 @@ class Block(nnx.Module):
         self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, rngs=rngs)
         self.final_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         self.attention = config.attention
+        self.dropout = config.dropout
 
-    def mlp(self, x_BxTxD: jax.Array) -> jax.Array:
+    def mlp(self, x_BxTxD: jax.Array, rng: jax.Array | None = None) -> jax.Array:
         h = self.final_layer_norm(x_BxTxD)
-        return x_BxTxD + self.fc2(jax.nn.gelu(self.fc1(h), approximate=False))
+        y = self.fc2(jax.nn.gelu(self.fc1(h), approximate=False))
+        return x_BxTxD + _dropout(y, self.dropout, rng)
 
-    def __call__(self, x_BxTxD, text_k, text_v, text_mask_BxL, return_kv: bool = False):
+    def __call__(self, x_BxTxD, text_k, text_v, text_mask_BxL, return_kv: bool = False, rng=None):
         """The block over a whole sequence; with `return_kv`, also its self-attention keys
-        and values (to prefill a decoding cache)."""
+        and values (to prefill a decoding cache); with `rng`, dropout (training)."""
+        rngs = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
         attn = self.self_attn
         h = self.self_attn_layer_norm(x_BxTxD)
         q, (k, v) = attn.split(attn.q_proj(h)), attn.kv(h)
-        x_BxTxD = x_BxTxD + attn.merge(
-            dot_product_attention(q, k, v, causal=True, impl=self.attention)
-        )
+        y = attn.merge(dot_product_attention(q, k, v, causal=True, impl=self.attention))
+        x_BxTxD = x_BxTxD + _dropout(y, self.dropout, rngs[0])
         cross = self.encoder_attn
         h = self.encoder_attn_layer_norm(x_BxTxD)
         q = cross.split(cross.q_proj(h))
-        x_BxTxD = x_BxTxD + cross.merge(
+        y = cross.merge(
             dot_product_attention(q, text_k, text_v, kv_mask_BxS=text_mask_BxL, impl="full")
         )
-        return (self.mlp(x_BxTxD), k, v) if return_kv else self.mlp(x_BxTxD)
+        x_BxTxD = self.mlp(x_BxTxD + _dropout(y, self.dropout, rngs[1]), rngs[2])
+        return (x_BxTxD, k, v) if return_kv else x_BxTxD
 
     def step(self, x_BxD, cache_k, cache_v, pos, text_k, text_v, text_mask_BxL):
         """One decoding step: writes this step's key/value at `pos` into the cache."""
@@ -258,6 +280,9 @@ class MusicGenLM(nnx.Module):
             ]
         )
         self.text_proj = Dense(config.text_dim, dim, ("embed", "embed"), bias=True, rngs=rngs)
+        self.text_sum_proj = (
+            Dense(config.text_dim, dim, ("embed", "embed"), rngs=rngs) if config.text_sum else None
+        )
         self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
         self.layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         int8 = config.weights == "int8"
@@ -277,26 +302,52 @@ class MusicGenLM(nnx.Module):
         mask = text_mask_BxL.astype(text_BxLxC.dtype)[..., None]
         return self.text_proj(text_BxLxC * mask) * mask
 
+    def text_bias(self, text_BxLxC: jax.Array, text_mask_BxL: jax.Array) -> jax.Array | None:
+        """The `text_sum` input bias `[B, D]` (zero for an empty caption), or None."""
+        if self.text_sum_proj is None:
+            return None
+        mask = text_mask_BxL.astype(text_BxLxC.dtype)[..., None]
+        mean_BxC = (text_BxLxC * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
+        norm = jnp.sqrt((mean_BxC.astype(jnp.float32) ** 2).sum(-1, keepdims=True))
+        unit_BxC = mean_BxC / jnp.maximum(norm, 1e-6).astype(mean_BxC.dtype)
+        return self.text_sum_proj(unit_BxC)
+
+    def _embed(self, tokens_BxKxS, positions_S, bias_BxD, dtype) -> jax.Array:
+        x = self.embed(tokens_BxKxS, positions_S, dtype)
+        return x if bias_BxD is None else x + bias_BxD[:, None].astype(dtype)
+
     def heads(self, x_BxSxD: jax.Array) -> jax.Array:
         h = self.layer_norm(x_BxSxD)
         return jnp.stack([head(h) for head in self.lm_heads], axis=1).astype(jnp.float32)
 
-    def __call__(self, tokens_BxKxS, text_BxLxC, text_mask_BxL, dtype=jnp.float32):
-        """Logits `[B, K, S, card]` (float32) for input steps `tokens_BxKxS`."""
-        text = self.text_states(text_BxLxC.astype(dtype), text_mask_BxL)
-        x = self.embed(tokens_BxKxS, jnp.arange(tokens_BxKxS.shape[-1]), dtype)
-        for layer in self.layers:
+    def __call__(
+        self, tokens_BxKxS, text_BxLxC, text_mask_BxL, dtype=jnp.float32, dropout_rng=None
+    ):
+        """Logits `[B, K, S, card]` (float32) for input steps `tokens_BxKxS`; dropout
+        (`config.dropout`) only when given `dropout_rng`."""
+        text_BxLxC = text_BxLxC.astype(dtype)
+        text = self.text_states(text_BxLxC, text_mask_BxL)
+        bias = self.text_bias(text_BxLxC, text_mask_BxL)
+        x = self._embed(tokens_BxKxS, jnp.arange(tokens_BxKxS.shape[-1]), bias, dtype)
+        for i, layer in enumerate(self.layers):
             k, v = layer.encoder_attn.kv(text)
-            x = layer(x, k, v, text_mask_BxL)
+            rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+            x = layer(x, k, v, text_mask_BxL, rng=rng)
         return self.heads(x)
 
     # -- decoding -------------------------------------------------------------------
 
     def cross_kv(self, text_BxLxC, text_mask_BxL, dtype=jnp.float32):
-        """The text's keys and values for every layer: `[layers, B, L, H, Dh]` each."""
-        text = self.text_states(text_BxLxC.astype(dtype), text_mask_BxL)
+        """What decoding needs of the text, once per prompt: `(keys, values, bias)`.
+
+        Keys and values of every layer are `[layers, B, L, H, Dh]`; `bias` is the
+        `text_sum` input bias `[B, D]` or None.
+        """
+        text_BxLxC = text_BxLxC.astype(dtype)
+        text = self.text_states(text_BxLxC, text_mask_BxL)
         kv = [layer.encoder_attn.kv(text) for layer in self.layers]
-        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv])
+        bias = self.text_bias(text_BxLxC, text_mask_BxL)
+        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv]), bias
 
     def prefill(self, tokens_BxKxP, cache, cross, text_mask_BxL, dtype=jnp.float32):
         """The cache with positions `[0, P)` written by one pass over known input steps.
@@ -305,8 +356,8 @@ class MusicGenLM(nnx.Module):
         audio prompt's steps, the context of each long-form window).
         """
         cache_k, cache_v = cache
-        text_k, text_v = cross
-        x = self.embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), dtype)
+        text_k, text_v, bias = cross
+        x = self._embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), bias, dtype)
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, text_k[i], text_v[i], text_mask_BxL, return_kv=True)
             cache_k = cache_k.at[i, :, : k.shape[1]].set(k.astype(cache_k.dtype))
@@ -322,8 +373,8 @@ class MusicGenLM(nnx.Module):
     def decode_step(self, tokens_BxK, pos, cache, cross, text_mask_BxL, dtype=jnp.float32):
         """Logits `[B, K, card]` for one input step at position `pos`; the new cache."""
         cache_k, cache_v = cache
-        text_k, text_v = cross
-        x = self.embed(tokens_BxK[:, :, None], jnp.reshape(pos, (1,)), dtype)[:, 0]
+        text_k, text_v, bias = cross
+        x = self._embed(tokens_BxK[:, :, None], jnp.reshape(pos, (1,)), bias, dtype)[:, 0]
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = layer.step(

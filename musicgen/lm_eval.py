@@ -34,7 +34,9 @@ class LMReport:
     caption_field: str
     windows: int
     frames_per_window: int
-    # weights -> {"ce_text": [K], "ce_empty": [K], "seconds": float}
+    head_steps: int
+    # weights -> {"ce_text", "ce_empty", "ce_text_head", "ce_empty_head": [K],
+    #             "gap_se", "gap_head_se", "seconds": float}
     results: dict
 
     def markdown(self) -> str:
@@ -45,19 +47,33 @@ class LMReport:
             f"{self.windows} windows of {self.frames_per_window} frames, captions from "
             f"`{self.caption_field}`. In-domain (embedded dataset), not comparable to "
             "published figures.",
-            "",
-            f"| weights | caption | {head} | mean |",
-            "|---|---|" + "---|" * (k + 1),
         ]
-        for weights, r in self.results.items():
-            for name, label in (("ce_text", "real"), ("ce_empty", "empty")):
-                ce = r[name]
-                cells = " | ".join(f"{v:.4f}" for v in ce)
-                lines.append(f"| {weights} | {label} | {cells} | {np.mean(ce):.4f} |")
+        parts = (
+            ("", "Whole windows"),
+            ("_head", f"First {self.head_steps} steps of each window (no audio context yet)"),
+        )
+        for part, title in parts:
+            lines += [
+                "",
+                f"{title}:",
+                "",
+                f"| weights | caption | {head} | mean |",
+                "|---|---|" + "---|" * (k + 1),
+            ]
+            for weights, r in self.results.items():
+                for name, label in ((f"ce_text{part}", "real"), (f"ce_empty{part}", "empty")):
+                    cells = " | ".join(f"{v:.4f}" for v in r[name])
+                    lines.append(f"| {weights} | {label} | {cells} | {np.mean(r[name]):.4f} |")
         base = self.results.get("float32")
         if base:
-            gap = np.mean(base["ce_empty"]) - np.mean(base["ce_text"])
-            lines += ["", f"Text gap (empty - real, float32): {gap:.4f} nats/token."]
+            lines.append("")
+            for part, title in (("", "whole windows"), ("_head", "first steps")):
+                gap = np.mean(base[f"ce_empty{part}"]) - np.mean(base[f"ce_text{part}"])
+                se = base[f"gap{part}_se"]
+                lines.append(
+                    f"Text gap (empty - real, float32, {title}): {gap:.4f} nats/token, standard "
+                    f"error over windows {se:.4f} ({gap / se:.1f} standard errors)."
+                )
             for weights, r in self.results.items():
                 if weights != "float32":
                     change = np.mean(r["ce_text"]) / np.mean(base["ce_text"]) - 1
@@ -72,6 +88,7 @@ def evaluate_lm(
     split: str = "test",
     caption_field: str = "caption",
     seconds: float | None = None,
+    head_seconds: float = 1.0,
     batch_size: int = 8,
     weights: tuple[str, ...] = WEIGHTS,
 ) -> LMReport:
@@ -83,6 +100,7 @@ def evaluate_lm(
       split: the cache split to score.
       caption_field: "caption" or "caption_held_out" (the held-out templates).
       seconds: window length (default: the model's training window).
+      head_seconds: the opening of each window also scored on its own (default 1 s).
       batch_size: windows per forward pass.
       weights: any of "float32", "bfloat16", "int8".
     """
@@ -95,6 +113,7 @@ def evaluate_lm(
         tokens = load_saved_config(Path(checkpoint) / "config.json").data.tokens
     cache = TokenCache(tokens)
     frames = max(1, round((seconds or lm.window_seconds) * cache.frame_rate))
+    head_steps = max(1, round(head_seconds * cache.frame_rate))
     pipeline = TokenPipelineConfig(
         frames=frames,
         batch_size=batch_size,
@@ -111,15 +130,20 @@ def evaluate_lm(
         start = time.perf_counter()
         variant = lm.with_weights(name)
         dtype = "bfloat16" if name == "bfloat16" else "float32"
-        values = evaluate_text_gap(variant.model, batches, lm.conditioner, dtype)
+        values = evaluate_text_gap(variant.model, batches, lm.conditioner, dtype, head_steps)
         k = lm.config.num_codebooks
         results[name] = {
-            "ce_text": [values[f"eval/ce_text_{i}"] for i in range(k)],
-            "ce_empty": [values[f"eval/ce_empty_{i}"] for i in range(k)],
-            "seconds": time.perf_counter() - start,
+            f"ce_{caption}{part}": [values[f"eval/ce_{caption}{part}_{i}"] for i in range(k)]
+            for caption in ("text", "empty")
+            for part in ("", "_head")
         }
+        results[name]["gap_se"] = values["eval/text_gap_se"]
+        results[name]["gap_head_se"] = values["eval/text_gap_head_se"]
+        results[name]["seconds"] = time.perf_counter() - start
     windows = int(sum((b["length"] > 0).sum() for b in batches))
-    return LMReport(str(checkpoint), str(tokens), split, caption_field, windows, frames, results)
+    return LMReport(
+        str(checkpoint), str(tokens), split, caption_field, windows, frames, head_steps, results
+    )
 
 
 def write_report(report: LMReport, out: str | Path) -> tuple[Path, Path]:

@@ -95,11 +95,13 @@ class LMExperiment:
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
 
-def cross_entropy(model: MusicGenLM, batch: dict, dtype=jnp.float32):
-    """Per-codebook mean cross-entropy `[K]` over real frames, and the token count `[K]`.
+def token_nll(model: MusicGenLM, batch: dict, dtype=jnp.float32, dropout_rng=None):
+    """Negative log-likelihood of every target token and where targets are real.
 
     `batch`: `codes` int32 `[B, K, F]`, `length` int32 `[B]` (real frames per row),
-    `text` `[B, L, C]` and `text_mask` `[B, L]`.
+    `text` `[B, L, C]` and `text_mask` `[B, L]`. Returns `nll_BxKxS` and `valid_BxKxS`
+    (float 0/1) over the interleaved steps; step s of codebook k holds frame
+    `s - delay_k` under the delay pattern.
     """
     config = model.config
     pattern = Pattern(config.pattern, config.num_codebooks)
@@ -108,13 +110,19 @@ def cross_entropy(model: MusicGenLM, batch: dict, dtype=jnp.float32):
     seq_BxKxS = pattern.interleave(codes_BxKxF, config.special, steps, xp=jnp)
     start = jnp.full_like(seq_BxKxS[..., :1], config.special)
     inputs_BxKxS = jnp.concatenate([start, seq_BxKxS[..., :-1]], axis=-1)
-    logits_BxKxSxV = model(inputs_BxKxS, batch["text"], batch["text_mask"], dtype)
+    logits_BxKxSxV = model(inputs_BxKxS, batch["text"], batch["text_mask"], dtype, dropout_rng)
     logp = jax.nn.log_softmax(logits_BxKxSxV, axis=-1)
     nll_BxKxS = -jnp.take_along_axis(logp, seq_BxKxS[..., None], axis=-1)[..., 0]
     valid_BxKxS = pattern.valid(steps, batch["length"], xp=jnp).astype(jnp.float32)
+    return jnp.where(valid_BxKxS > 0, nll_BxKxS, 0.0), valid_BxKxS
+
+
+def cross_entropy(model: MusicGenLM, batch: dict, dtype=jnp.float32, dropout_rng=None):
+    """Per-codebook mean cross-entropy `[K]` over real frames, and the token count `[K]`
+    (with dropout when given `dropout_rng`)."""
+    nll_BxKxS, valid_BxKxS = token_nll(model, batch, dtype, dropout_rng)
     count_K = valid_BxKxS.sum((0, 2))
-    ce_K = (nll_BxKxS * valid_BxKxS).sum((0, 2)) / jnp.maximum(count_K, 1.0)
-    return ce_K, count_K
+    return nll_BxKxS.sum((0, 2)) / jnp.maximum(count_K, 1.0), count_K
 
 
 class TextBatches:
@@ -147,9 +155,18 @@ class TextBatches:
         self.loader.set_state(state)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _eval_ce(graphdef, state, batch, dtype="float32"):
-    return cross_entropy(nnx.merge(graphdef, state), batch, jnp.dtype(dtype))
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _window_nll(graphdef, state, batch, dtype="float32", head_steps=0):
+    """Per window and codebook: NLL sums and token counts `[B, K]`, over the whole window
+    and over its first `head_steps` steps."""
+    nll_BxKxS, valid_BxKxS = token_nll(nnx.merge(graphdef, state), batch, jnp.dtype(dtype))
+    head_S = (jnp.arange(nll_BxKxS.shape[-1]) < head_steps).astype(jnp.float32)
+    return (
+        nll_BxKxS.sum(-1),
+        valid_BxKxS.sum(-1),
+        (nll_BxKxS * head_S).sum(-1),
+        (valid_BxKxS * head_S).sum(-1),
+    )
 
 
 class LMFamily:
@@ -227,8 +244,7 @@ class LMFamily:
         return MusicGenLM(self.config.model, rngs=rngs)
 
     def loss(self, model: MusicGenLM, batch: dict, rng: jax.Array):
-        del rng
-        ce_K, _ = cross_entropy(model, batch, jnp.asarray(batch["text"]).dtype)
+        ce_K, _ = cross_entropy(model, batch, jnp.asarray(batch["text"]).dtype, rng)
         return ce_K.mean(), {"ce": ce_K}
 
     def data(self):
@@ -259,7 +275,10 @@ class LMFamily:
 
     def evaluate(self, model: MusicGenLM, step: int, writer) -> dict:
         """Held-out cross-entropy with and without the text; generated audio."""
-        values = evaluate_text_gap(model, self.eval_batches(), self.conditioner)
+        from musicgen.token_cache import TokenCache
+
+        second = round(TokenCache(self.tokens()).frame_rate)
+        values = evaluate_text_gap(model, self.eval_batches(), self.conditioner, head_steps=second)
         writer.scalars(step, values)
         self._log_generations(model, step, writer)
         return values
@@ -291,16 +310,23 @@ class LMFamily:
         log.info("step %d: generated for %s", step, captions)
 
 
-def evaluate_text_gap(model: MusicGenLM, batches, conditioner, dtype: str = "float32") -> dict:
+def evaluate_text_gap(
+    model: MusicGenLM, batches, conditioner, dtype: str = "float32", head_steps: int = 0
+) -> dict:
     """Held-out cross-entropy per codebook with the real and with the empty caption.
 
     Returns `eval/ce_text_k`, `eval/ce_empty_k` (nats per token, codebook k), their
-    means `eval/ce_text`, `eval/ce_empty`, and `eval/text_gap` (empty - text).
+    means `eval/ce_text`, `eval/ce_empty`, `eval/text_gap` (empty - text) and
+    `eval/text_gap_se`, the standard error of that gap over windows (each window's own
+    gap, averaged over codebooks). With `head_steps`, the same `*_head` values over each
+    window's first `head_steps` steps: where a window starts without audio context the
+    caption is all the model knows, so the text's effect is largest there.
     """
     graphdef, state = nnx.split(model)
     k = model.config.num_codebooks
-    sums = {"text": np.zeros(k), "empty": np.zeros(k)}
-    counts = np.zeros(k)
+    parts = ("", "_head") if head_steps else ("",)
+    sums = {(name, part): [] for name in ("text", "empty") for part in parts}
+    counts = {part: [] for part in parts}
     for batch in batches:
         empty = conditioner([""] * batch["codes"].shape[0])
         variants = {
@@ -309,15 +335,28 @@ def evaluate_text_gap(model: MusicGenLM, batches, conditioner, dtype: str = "flo
         }
         for name, b in variants.items():
             arrays = {key: jnp.asarray(b[key]) for key in ("codes", "length", "text", "text_mask")}
-            ce_K, count_K = _eval_ce(graphdef, state, arrays, dtype)
-            sums[name] += np.asarray(ce_K) * np.asarray(count_K)
-        counts += np.asarray(count_K)
+            out = [np.asarray(x) for x in _window_nll(graphdef, state, arrays, dtype, head_steps)]
+            real = np.asarray(batch["length"]) > 0
+            for i, part in enumerate(parts):
+                sums[name, part].append(out[2 * i][real])
+                if name == "text":
+                    counts[part].append(out[2 * i + 1][real])
     values = {}
-    for name, total in sums.items():
-        ce_K = total / np.maximum(counts, 1)
-        values.update({f"eval/ce_{name}_{i}": float(v) for i, v in enumerate(ce_K)})
-        values[f"eval/ce_{name}"] = float(ce_K.mean())
-    values["eval/text_gap"] = values["eval/ce_empty"] - values["eval/ce_text"]
+    for part in parts:
+        count_WxK = np.concatenate(counts[part]) if counts[part] else np.zeros((0, k))
+        per_window = {}
+        for name in ("text", "empty"):
+            sum_WxK = np.concatenate(sums[name, part]) if sums[name, part] else np.zeros((0, k))
+            ce_K = sum_WxK.sum(0) / np.maximum(count_WxK.sum(0), 1)
+            values.update({f"eval/ce_{name}{part}_{i}": float(v) for i, v in enumerate(ce_K)})
+            values[f"eval/ce_{name}{part}"] = float(ce_K.mean())
+            per_window[name] = (sum_WxK / np.maximum(count_WxK, 1)).mean(-1)
+        values[f"eval/text_gap{part}"] = (
+            values[f"eval/ce_empty{part}"] - values[f"eval/ce_text{part}"]
+        )
+        gaps_W = per_window["empty"] - per_window["text"]
+        se = gaps_W.std(ddof=1) / np.sqrt(len(gaps_W)) if len(gaps_W) > 1 else float("nan")
+        values[f"eval/text_gap{part}_se"] = float(se)
     return values
 
 
@@ -332,33 +371,14 @@ def load_codec(source: str, cache=None):
     return Codec.from_pretrained(source)
 
 
-def random_codec():
-    """A small random codec (the `:debug` LM recipes' tokenizer), always the same."""
-    from codec.api import Codec
-    from codec.model import CodecConfig, CodecModel
-    from codec.quantizer import QuantizerConfig
-    from codec.seanet import SEANetConfig
-
-    config = CodecConfig(
-        sample_rate=16000,
-        seanet=SEANetConfig.dac(
-            n_filters=4, ratios=(2, 4, 4, 10), dimension=16, decoder_dim=16, n_residual_layers=1
-        ),
-        quantizer=QuantizerConfig(
-            kind="factorized", num_codebooks=4, codebook_size=64, dim=16, codebook_dim=8
-        ),
-    )
-    with nnx.use_eager_sharding(False):
-        model = CodecModel(config, rngs=nnx.Rngs(0))
-    return Codec(model)
-
-
 def build_token_cache(data: LMDataConfig) -> None:
     """Encodes `data.manifest` into `data.tokens` with the configured codec."""
     from musicgen.token_cache import encode_dataset
 
     folder = Path(data.tokens)
     if data.codec == "random":
+        from codec.api import random_codec
+
         codec = random_codec()
         codec.save_pretrained(folder / "codec")
     else:

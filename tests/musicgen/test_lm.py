@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,9 +21,9 @@ def _model(config=CONFIG, seed=0) -> MusicGenLM:
         return MusicGenLM(config, rngs=nnx.Rngs(seed))
 
 
-@pytest.fixture(scope="module")
-def model():
-    return _model()
+@pytest.fixture(scope="module", params=[False, True], ids=["cross", "cross+sum"])
+def model(request):
+    return _model(dataclasses.replace(CONFIG, text_sum=request.param))
 
 
 def _text(rng, batch, length=5):
@@ -83,12 +84,15 @@ def test_self_attention_is_causal_and_empty_text_is_no_text(model, rng):
     # A fully masked text gives the same logits whatever its states are.
     off = np.zeros_like(mask)
     np.testing.assert_allclose(model(tokens, text, off), model(tokens, 0 * text, off), atol=1e-6)
+    if model.config.text_sum:  # the sentence-embedding bias: zero without a caption
+        assert float(jnp.abs(model.text_bias(text, off)).max()) == 0.0
+        assert float(jnp.abs(model.text_bias(text, mask)).min(-1).max()) > 0.0
 
 
 def test_int8_weights_stay_close(model, rng):
     text, mask = _text(rng, 2)
     tokens = rng.integers(0, CONFIG.card, size=(2, 4, 6)).astype(np.int32)
-    graphdef8, abstract8 = abstract_lm(dataclasses.replace(CONFIG, weights="int8"))
+    graphdef8, abstract8 = abstract_lm(dataclasses.replace(model.config, weights="int8"))
     model8 = nnx.merge(graphdef8, quantize_state(nnx.state(model), abstract8))
     assert model8.layers[0].fc1.kernel[...].dtype == jnp.int8
     p = jax_softmax(model(tokens, text, mask))
@@ -156,3 +160,14 @@ def test_prefilled_prompt_and_context_match_step_by_step(model, rng):
     slow = generate_codes(model, text, mask, 30, prompt_BxKxP=prompt, prefill=False, **kw)
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast[..., :6], prompt)
+
+
+def test_dropout_only_in_training(rng):
+    model = _model(dataclasses.replace(CONFIG, dropout=0.5))
+    text, mask = _text(rng, 2)
+    tokens = rng.integers(0, CONFIG.card, size=(2, 4, 6)).astype(np.int32)
+    plain = _model()  # the same weights (same seed), no dropout
+    np.testing.assert_allclose(model(tokens, text, mask), plain(tokens, text, mask), atol=1e-6)
+    a = model(tokens, text, mask, dropout_rng=jax.random.key(1))
+    b = model(tokens, text, mask, dropout_rng=jax.random.key(2))
+    assert float(jnp.abs(a - b).max()) > 1e-2

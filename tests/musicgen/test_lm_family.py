@@ -88,3 +88,12 @@ def test_eval_lm_reports_text_and_empty_per_weight_format(trained):
         other = np.asarray(report.results[weights]["ce_text"])
         assert np.abs(other / base - 1).max() < 0.02
     assert "| float32 | empty |" in report.markdown()
+    assert np.isfinite(report.results["float32"]["gap_se"])
+    # Scoring the whole window as its "opening" gives the whole-window numbers exactly.
+    whole = evaluate_lm(
+        str(work), tokens=str(tokens), batch_size=2, head_seconds=100.0, weights=("float32",)
+    )
+    r = whole.results["float32"]
+    np.testing.assert_allclose(r["ce_text_head"], r["ce_text"], rtol=1e-6)
+    np.testing.assert_allclose(r["ce_empty_head"], r["ce_empty"], rtol=1e-6)
+    np.testing.assert_allclose(r["ce_text"], base, rtol=1e-6)
