@@ -29,6 +29,7 @@ and changes a few of the last codes.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,28 @@ def _load_saved(directory: Path) -> CodecModel:
     config = from_dict(CodecConfig, meta["config"])
     graphdef, abstract = _abstract_model(config)
     return nnx.merge(graphdef, unflatten_into(abstract, flat, str(directory / WEIGHTS_FILE)))
+
+
+@functools.cache
+def random_codec() -> Codec:
+    """A small random 16 kHz codec (4 codebooks x 64), always the same one: the tokenizer
+    of the `:debug` recipes and tests, which must not need a trained codec.
+
+    Building it compiles many small programs eagerly (about 10 s), so a process builds it
+    once and every caller shares it (none may change its weights).
+    """
+    from codec.quantizer import QuantizerConfig
+    from codec.seanet import SEANetConfig
+
+    config = CodecConfig(
+        sample_rate=16000,
+        seanet=SEANetConfig.dac(
+            n_filters=4, ratios=(2, 4, 4, 10), dimension=16, decoder_dim=16, n_residual_layers=1
+        ),
+        quantizer=QuantizerConfig(
+            kind="factorized", num_codebooks=4, codebook_size=64, dim=16, codebook_dim=8
+        ),
+    )
+    with nnx.use_eager_sharding(False):
+        model = CodecModel(config, rngs=nnx.Rngs(0))
+    return Codec(model)

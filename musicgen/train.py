@@ -48,6 +48,7 @@ CONFIG_FILE = "config.json"
 FAMILIES = {
     "codec": "codec.family",
     "lm": "musicgen.lm_family",
+    "refiner": "diffusion.refiner_family",
 }
 
 # Sections of the config that may change between runs in one workdir.
