@@ -43,7 +43,7 @@ from codec.adversarial import (
 from codec.discriminators import DiscriminatorConfig, Discriminators
 from codec.model import CodecConfig, CodecModel
 from mgcore import audio_metrics, dsp, spectral_losses
-from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig
+from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig
@@ -229,22 +229,10 @@ class CodecFamily:
         return codec_losses(model, wav_BxTxC, rng, self.config, batch["step"])
 
     def _pipeline(self, split: str, **changes) -> AudioLoader:
-        data, model = self.config.data, self.config.model
-        processes = jax.process_count()
-        if data.batch_size % processes:
-            raise ValueError(
-                f"data.batch_size {data.batch_size} does not split over {processes} processes"
-            )
-        pipeline = AudioPipelineConfig(
-            sample_rate=model.sample_rate,
-            channels=model.channels,
-            crop_seconds=data.crop_seconds,
-            loudness_lufs=data.loudness_lufs,
-            batch_size=data.batch_size // processes,
-            seed=data.seed,
-            workers=data.workers,
+        model = self.config.model
+        return training_loader(
+            self.config.data, model.sample_rate, model.channels, split, **changes
         )
-        return AudioLoader(data.manifest, split, dataclasses.replace(pipeline, **changes))
 
     def data(self) -> AudioLoader:
         return self._pipeline(self.config.data.split)
@@ -252,13 +240,9 @@ class CodecFamily:
     def eval_batch(self) -> np.ndarray:
         """The fixed validation clips `[B, T, C]` that every evaluation decodes."""
         if self._eval_batch is None:
-            data = self.config.data
-            loader = self._pipeline(
-                data.eval_split, crop="start", crop_seconds=data.eval_seconds,
-                batch_size=data.eval_clips, shuffle=False, workers=0, shard_index=0,
-                shard_count=1,
-            )  # fmt: skip
-            self._eval_batch = np.swapaxes(next(loader)["audio"], 1, 2)
+            model = self.config.model
+            clips = held_out_clips(self.config.data, model.sample_rate, model.channels)
+            self._eval_batch = np.swapaxes(clips, 1, 2)
         return self._eval_batch
 
     def evaluate(self, model: CodecTrainModel, step: int, writer) -> dict:

@@ -48,7 +48,7 @@ from diffusion.refiner import (
     diffusion_loss,
 )
 from mgcore import dsp
-from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig
+from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig
@@ -202,22 +202,10 @@ class RefinerFamily:
         return refiner_loss(model, batch["audio"], rng, self.config.model)
 
     def _pipeline(self, split: str, **changes) -> AudioLoader:
-        data, model = self.config.data, self.config.model
-        processes = jax.process_count()
-        if data.batch_size % processes:
-            raise ValueError(
-                f"data.batch_size {data.batch_size} does not split over {processes} processes"
-            )
-        pipeline = AudioPipelineConfig(
-            sample_rate=model.sample_rate,
-            channels=model.channels,
-            crop_seconds=data.crop_seconds,
-            loudness_lufs=data.loudness_lufs,
-            batch_size=data.batch_size // processes,
-            seed=data.seed,
-            workers=data.workers,
+        model = self.config.model
+        return training_loader(
+            self.config.data, model.sample_rate, model.channels, split, **changes
         )
-        return AudioLoader(data.manifest, split, dataclasses.replace(pipeline, **changes))
 
     def data(self) -> AudioLoader:
         return self._pipeline(self.config.data.split)
@@ -226,13 +214,8 @@ class RefinerFamily:
     def eval_audio(self) -> np.ndarray:
         """The fixed held-out clips `[B, C, T]` at 44.1 kHz that every evaluation refines."""
         if self._eval_audio is None:
-            data = self.config.data
-            loader = self._pipeline(
-                data.eval_split, crop="start", crop_seconds=data.eval_seconds,
-                batch_size=data.eval_clips, shuffle=False, workers=0, shard_index=0,
-                shard_count=1,
-            )  # fmt: skip
-            self._eval_audio = np.asarray(next(loader)["audio"], np.float32)
+            model = self.config.model
+            self._eval_audio = held_out_clips(self.config.data, model.sample_rate, model.channels)
         return self._eval_audio
 
     def refiner(self, model: RefinerTrainModel):

@@ -322,3 +322,42 @@ class AudioLoader:
         self._it.set_state(state["iterator"])
         self.skipped = collections.Counter(state["skipped"])
         self.skipped_total = collections.Counter(state["skipped_total"])
+
+
+def training_loader(
+    data, sample_rate: int, channels: int, split: str, **changes
+) -> AudioLoader:
+    """A family's audio loader: `data`'s crops of `split`, this process's share.
+
+    `data` is a family's data config with `manifest`, `crop_seconds`, `loudness_lufs`,
+    `batch_size` (global: divided over the processes), `seed` and `workers`; `changes`
+    override any `AudioPipelineConfig` field.
+    """
+    import jax  # only the process topology; no computation
+
+    processes = jax.process_count()
+    if data.batch_size % processes:
+        raise ValueError(
+            f"data.batch_size {data.batch_size} does not split over {processes} processes"
+        )
+    pipeline = AudioPipelineConfig(
+        sample_rate=sample_rate,
+        channels=channels,
+        crop_seconds=data.crop_seconds,
+        loudness_lufs=data.loudness_lufs,
+        batch_size=data.batch_size // processes,
+        seed=data.seed,
+        workers=data.workers,
+    )
+    return AudioLoader(data.manifest, split, dataclasses.replace(pipeline, **changes))
+
+
+def held_out_clips(data, sample_rate: int, channels: int) -> np.ndarray:
+    """The fixed evaluation clips `[B, C, T]`: the opening `data.eval_seconds` of the first
+    `data.eval_clips` clips of `data.eval_split`, the same in every process."""
+    loader = training_loader(
+        data, sample_rate, channels, data.eval_split, crop="start",
+        crop_seconds=data.eval_seconds, batch_size=data.eval_clips, shuffle=False, workers=0,
+        shard_index=0, shard_count=1,
+    )  # fmt: skip
+    return np.asarray(next(loader)["audio"], np.float32)
