@@ -12,7 +12,10 @@ CASES = {
     "attention.py": ["--quick"],
     "codec.py": ["--quick"],
     "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
+    "lm_sampling.py": ["--quick"],
+    "lm_train.py": ["--quick"],
     "pipeline_throughput.py": ["--clips", "8"],
+    "refiner.py": ["--quick"],
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
 

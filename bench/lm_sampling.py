@@ -1,0 +1,628 @@
+"""Token-LM sampling speed on CPU: our JAX sampler against transformers' MusicGen.
+
+Both frameworks run the same decoder with the same weights: a random transformers
+`MusicgenForConditionalGeneration` (its text encoder and codec are tiny stand-ins that never
+run) is converted with `musicgen.hf_import.lm_from_hf_model`. Shapes: "tiny" (8 layers,
+512 wide, 8 heads) and "small" (MusicGen-small: 24 layers, 1024 wide, 16 heads, ffn 4096),
+both over EnCodec 32 kHz's 4 codebooks x 2048 at 50 frames/s with the delay pattern
+(F frames take F + 3 steps), conditioned on 20 text states of T5-base's width (768).
+
+Each measurement samples `--seconds` of audio (the small shape: `--small-frames`) for
+batch 1 and batch 4 with classifier-free guidance (coefficient 3: the conditional and
+unconditional rows batched, 2 x batch rows through the decoder), top-k 250, temperature 1:
+
+- ours: `sampling.generate_codes` (one window: the whole loop in one `lax.scan`), with the
+  float32 weights and with `LanguageModel.with_weights("bfloat16")` (computing in
+  bfloat16) and `("int8")` (computing in float32); compilation happens in an untimed
+  warm-up call;
+- transformers: the decoder's own sampling loop, `MusicgenForCausalLM.generate` on the
+  composite's `decoder`, given the projected text states (`enc_to_dec_proj`, zeroed under
+  the mask, zero rows for the unconditional half: what the composite's `generate` computes
+  before it calls the same loop; the composite itself would also decode audio). It needs
+  an explicit `EncoderDecoderCache`: without one, transformers 5.x gives the decoder-only
+  class a plain `DynamicCache` and the cross-attention keys land in the self-attention
+  cache; and an all-ones `attention_mask`: without one, `generate` masks out the start
+  step, whose token is also the pad id (the composite passes no decoder mask, as ours).
+  Greedy decoding with guidance then gives the same codes in both (checked on the tiny
+  shape). `torch.set_num_threads` equals the cores JAX's CPU client uses, and PyTorch is
+  also timed with one thread (on a shared machine OpenMP threads that wait on each other
+  can make PyTorch's multi-threaded runs many times slower).
+
+All contenders run interleaved, `--repeats` times after the warm-up, and medians are
+reported. Also printed: the machine's memory read bandwidth (measured in the same run)
+and the bandwidth roofline of one decoding step; a profile of our decode step (the scan
+against a jitted `decode_step` called from Python, the cost of a longer window, and the
+buffers XLA materialises per step, read off the compiled HLO); the peak RSS of generating
+30 s and 2 minutes at batch 4 with guidance (tiny shape, sliding 30 s windows with
+MusicGen's 18 s stride) in fresh subprocesses; last, the speed ratios ours / transformers.
+
+    .venv/bin/python bench/lm_sampling.py [--shapes tiny,small] [--seconds 5]
+        [--small-frames 100] [--repeats 3] [--torch-threads 2,1] [--memory-seconds 30,120]
+        [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+# Python puts this script's folder first on sys.path, where bench/codec.py would shadow the
+# `codec` package that `musicgen.hf_import` imports.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+SHAPES = {
+    # name: decoder layers, width, heads, MLP width
+    "tiny": dict(layers=8, dim=512, heads=8, ffn=2048),
+    "small": dict(layers=24, dim=1024, heads=16, ffn=4096),
+}
+K, CARD, FRAME_RATE = 4, 2048, 50  # EnCodec 32 kHz: 4 codebooks x 2048, 50 frames/s
+TEXT_DIM, TEXT_TOKENS = 768, 20  # T5-base states of a ~20-token caption
+CFG, TOP_K = 3.0, 250
+WINDOW_SECONDS, STRIDE_SECONDS = 30.0, 18.0  # MusicGen's context and extend stride
+# Our weight variants: the weights' dtype -> the compute dtype they are sampled with.
+VARIANTS = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
+BATCHES = (1, 4)
+PROBE_FRAMES = 5  # PyTorch's short probe run at each thread count
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _status_kib(field: str) -> int:
+    line = next(
+        s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(field)
+    )
+    return int(line.split()[1])
+
+
+def _text(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((batch, TEXT_TOKENS, TEXT_DIM)).astype(np.float32),
+        np.ones((batch, TEXT_TOKENS), np.int32),
+    )
+
+
+# ---------------------------------------------------------------------------- models
+def hf_musicgen(shape: str, seed: int = 0):
+    """A random transformers MusicGen whose decoder has `shape` (no dropout)."""
+    import torch
+    import transformers
+
+    s = SHAPES[shape]
+    decoder = transformers.MusicgenDecoderConfig(
+        vocab_size=CARD,
+        num_codebooks=K,
+        num_hidden_layers=s["layers"],
+        hidden_size=s["dim"],
+        num_attention_heads=s["heads"],
+        ffn_dim=s["ffn"],
+        max_position_embeddings=2048,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        layerdrop=0.0,
+        pad_token_id=CARD,
+        bos_token_id=CARD,
+        decoder_start_token_id=CARD,
+    )
+    # Stand-ins that never run here: T5-base's width (so enc_to_dec_proj maps 768 -> dim),
+    # and a tiny EnCodec.
+    text = transformers.T5Config(
+        d_model=TEXT_DIM, num_layers=1, num_heads=12, d_kv=64, d_ff=256, vocab_size=128
+    )
+    audio = transformers.EncodecConfig(
+        sampling_rate=8000,
+        num_filters=8,
+        hidden_size=32,
+        upsampling_ratios=[4, 4, 2],
+        num_lstm_layers=1,
+        codebook_size=CARD,
+        target_bandwidths=[8.0],
+    )
+    config = transformers.MusicgenConfig(
+        text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict()
+    )
+    torch.manual_seed(seed)
+    return transformers.MusicgenForConditionalGeneration(config).eval()
+
+
+def tiny_lm_config():
+    from musicgen.lm import LMConfig
+
+    s = SHAPES["tiny"]
+    return LMConfig(
+        num_codebooks=K,
+        card=CARD,
+        num_layers=s["layers"],
+        dim=s["dim"],
+        num_heads=s["heads"],
+        ffn_dim=s["ffn"],
+        text_dim=TEXT_DIM,
+    )
+
+
+def ours_generate(model, text, mask, frames: int, dtype: str, temperature: float = 1.0):
+    """Codes `[B, K, frames]` from our sampler, one window."""
+    from musicgen.sampling import SamplingConfig, generate_codes
+
+    sampling = SamplingConfig(temperature=temperature, top_k=TOP_K, cfg_coef=CFG, dtype=dtype)
+    return generate_codes(
+        model, text, mask, frames, sampling=sampling, seed=0, window=frames, stride=frames
+    )
+
+
+def hf_generate(hf, text, mask, frames: int, greedy: bool = False) -> np.ndarray:
+    """Codes `[B, K, frames]` from transformers' decoder loop with guidance."""
+    import torch
+    import transformers
+
+    with torch.inference_mode():
+        states, masks = torch.from_numpy(text), torch.from_numpy(mask).long()
+        # As MusicgenForConditionalGeneration: zero states, zero mask for the null rows.
+        states = torch.cat([states, torch.zeros_like(states)])
+        masks = torch.cat([masks, torch.zeros_like(masks)])
+        states = hf.enc_to_dec_proj(states) * masks[..., None]
+        cache = transformers.EncoderDecoderCache(
+            transformers.DynamicCache(), transformers.DynamicCache()
+        )
+        sampling = dict(do_sample=False) if greedy else dict(do_sample=True, top_k=TOP_K)
+        start = torch.full((text.shape[0] * K, 1), CARD)
+        codes = hf.decoder.generate(
+            start,
+            # Else generate masks the start step out, its token being the pad id too.
+            attention_mask=torch.ones_like(start),
+            encoder_hidden_states=states,
+            encoder_attention_mask=masks,
+            guidance_scale=CFG,
+            max_length=frames + K,  # the start step and frames + 3 steps
+            num_return_sequences=1,
+            cache=cache,
+            **sampling,
+        )
+    return codes.numpy()
+
+
+# ---------------------------------------------------------------------------- bandwidth
+def read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> dict:
+    """GB/s of summing a float32 array far larger than the caches (medians).
+
+    Returns {"numpy 1 thread", f"numpy {threads} threads", "jax (XLA)"}.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    a = np.ones(mib * 2**18, np.float32)
+    parts = np.array_split(a, threads)
+    ja = jnp.asarray(a)
+    total = jax.jit(jnp.sum)
+    runs = {
+        "numpy 1 thread": lambda: a.sum(),
+        f"numpy {threads} threads": lambda: sum(pool.map(np.sum, parts)),
+        "jax (XLA)": lambda: total(ja).block_until_ready(),
+    }
+    with ThreadPoolExecutor(threads) as pool:
+        times = {name: [] for name in runs}
+        for _ in range(repeats + 1):
+            for name, run in runs.items():
+                times[name].append(_seconds(run))
+    return {name: a.nbytes / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
+
+
+def step_bytes(shape: str, rows: int, steps: int, weight_bytes: float, act_bytes: int) -> dict:
+    """Bytes one decoding step must read at least, on average over a generation.
+
+    Weights read once (self-attention q/k/v/out, cross-attention q/out: the text's keys and
+    values are computed once per prompt, MLP, the K heads; int8 adds a float scale per
+    output unit), the self-attention cache at its current length (on average
+    (steps + 1) / 2 positions), and the text's cross-attention keys and values.
+    """
+    s = SHAPES[shape]
+    d, f, n = s["dim"], s["ffn"], s["layers"]
+    kernels = n * (6 * d * d + 2 * d * f) + K * d * CARD
+    weights = kernels * weight_bytes
+    if weight_bytes == 1:
+        weights += 4 * (n * (5 * d + f + d) + K * CARD)
+    cache = 2 * n * rows * (steps + 1) / 2 * d * act_bytes
+    cross = 2 * n * rows * TEXT_TOKENS * d * act_bytes
+    return {"weights": weights, "cache": cache, "cross": cross, "total": weights + cache + cross}
+
+
+# ---------------------------------------------------------------------------- speed
+def speed(shape: str, frames: int, repeats: int, torch_threads: list[int], jax_threads: int):
+    """Median seconds of every contender at batch 1 and 4 (same weights everywhere).
+
+    Returns (times, notes, models): times[(batch, name)] = median seconds, where name is
+    an our-weights variant or ("torch", n); notes: lines to print; models: ours by variant.
+    """
+    import torch
+
+    from musicgen.hf_import import lm_from_hf_model
+    from musicgen.lm_api import LanguageModel
+    from musicgen.text import TextConfig
+
+    hf = hf_musicgen(shape)
+    ours = LanguageModel(lm_from_hf_model(hf), TextConfig(), frames / FRAME_RATE, FRAME_RATE)
+    models = {w: ours.with_weights(w).model for w in VARIANTS}
+    notes = []
+    if shape == "tiny":  # same weights, same work: greedy codes agree
+        text, mask = _text(2, seed=1)
+        a = ours_generate(models["float32"], text, mask, 20, "float32", temperature=0.0)
+        torch.set_num_threads(1)
+        b = hf_generate(hf, text, mask, 20, greedy=True)
+        notes.append(
+            f"[{shape}] greedy decoding with guidance, batch 2 x 20 frames: codes equal to "
+            f"transformers': {100 * np.mean(a == b):.1f}%"
+        )
+    times = {}
+    for batch in BATCHES:
+        text, mask = _text(batch)
+        runs = {
+            w: functools.partial(ours_generate, m, text, mask, frames, VARIANTS[w])
+            for w, m in models.items()
+        }
+        for n in torch_threads:
+            runs["torch", n] = functools.partial(hf_generate, hf, text, mask, frames)
+        # A short probe first: on a shared machine PyTorch's OpenMP threads can run many
+        # times slower than one thread, and a whole generation would then take many minutes.
+        slowest, fastest = max(torch_threads), min(torch_threads)
+        probe = functools.partial(hf_generate, hf, text, mask, PROBE_FRAMES)
+        probes = {}
+        for n in [fastest, *torch_threads]:  # the first call only warms PyTorch up
+            torch.set_num_threads(n)
+            probes[n] = _seconds(probe)
+        timed = dict(runs)
+        if slowest != fastest and probes[slowest] > 3 * probes[fastest]:
+            del timed["torch", slowest]
+            notes.append(
+                f"[{shape}] batch {batch}: PyTorch at {slowest} threads took "
+                f"{probes[slowest]:.1f} s for a {PROBE_FRAMES}-frame probe against "
+                f"{probes[fastest]:.1f} s at {fastest} thread (its OpenMP threads contend with "
+                "other jobs); its row is that probe's rate, not a full generation"
+            )
+            times[batch, ("torch", slowest)] = probes[slowest] * (frames + K) / (PROBE_FRAMES + K)
+        for name, run in timed.items():  # compiles ours; warms PyTorch's allocator
+            torch.set_num_threads(name[1] if isinstance(name, tuple) else 1)
+            run()
+        samples = {name: [] for name in timed}
+        for _ in range(repeats):
+            for name, run in timed.items():
+                torch.set_num_threads(name[1] if isinstance(name, tuple) else 1)
+                samples[name].append(_seconds(run))
+        for name, t in samples.items():
+            times[batch, name] = statistics.median(t)
+    torch.set_num_threads(jax_threads)
+    del hf
+    return times, notes, models
+
+
+def _label(name) -> str:
+    return f"transformers f32, torch {name[1]} thr" if isinstance(name, tuple) else f"ours {name}"
+
+
+def print_table(shape: str, frames: int, times: dict) -> None:
+    steps = frames + K - 1
+    print(
+        f"[{shape}] {frames} frames = {frames / FRAME_RATE:g} s per row ({steps} steps), guidance "
+        f"{CFG:g} (2 x batch rows), top-k {TOP_K}"
+    )
+    head = (
+        f"{'shape':6s} {'batch':>5s}  {'framework / weights':34s} {'steps/s':>8s} "
+        f"{'tokens/s':>9s} {'codebook tok/s':>14s} {'x real time':>11s} {'audio s/s':>9s}"
+    )
+    print(head)
+    for (batch, name), t in times.items():
+        print(
+            f"{shape:6s} {batch:5d}  {_label(name):34s} {steps / t:8.1f} {steps * batch / t:9.1f} "
+            f"{frames * K * batch / t:14.0f} {frames / FRAME_RATE / t:11.2f} "
+            f"{batch * frames / FRAME_RATE / t:9.2f}"
+        )
+    print(
+        "  (tokens/s: decoding steps x batch; codebook tok/s: frames x 4 codebooks x batch; "
+        "x real time: audio seconds per wall second per row, 1.0 = 50 frames/s; audio s/s: "
+        "the whole batch)"
+    )
+
+
+def print_roofline(shape: str, frames: int, times: dict, bandwidth: float) -> None:
+    steps = frames + K - 1
+    print(
+        f"[{shape}] roofline at {bandwidth:.1f} GB/s read: MB each decoding step must read "
+        "(weights + KV cache at its mean length + text K/V) -> steps/s ceiling, measured, fraction"
+    )
+    for (batch, name), t in times.items():
+        weights = name if isinstance(name, str) else "float32"
+        wb = {"float32": 4, "bfloat16": 2, "int8": 1}[weights]
+        ab = 2 if VARIANTS.get(weights) == "bfloat16" else 4
+        b = step_bytes(shape, 2 * batch, steps, wb, ab)
+        ceiling = bandwidth * 1e9 / b["total"]
+        print(
+            f"  batch {batch} {_label(name):34s} {b['total'] / 1e6:7.1f} MB "
+            f"({b['weights'] / 1e6:.1f} weights + {b['cache'] / 1e6:.1f} cache + "
+            f"{b['cross'] / 1e6:.1f} text)  ceiling {ceiling:6.1f} steps/s, measured "
+            f"{steps / t:6.1f}: {100 * steps / t / ceiling:5.1f}%"
+        )
+
+
+# ---------------------------------------------------------------------------- profile
+_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s8": 1, "u8": 1, "s32": 4, "u32": 4, "pred": 1}
+_PASS = {"parameter", "get-tuple-element", "bitcast", "tuple", "constant"}
+
+
+def materialised(hlo: str, shapes: dict[str, set[tuple[int, ...]]]) -> dict:
+    """Buffers the top-level program writes, grouped by which `shapes` they match.
+
+    Returns {group: (count, bytes)} over the ENTRY computation's instructions (not the
+    insides of fusions), parameters and views excluded.
+    """
+    entry = hlo[hlo.index("\nENTRY") :]
+    entry = entry[: entry.index("\n}")]
+    found = {g: [0, 0] for g in shapes}
+    for line in entry.splitlines()[1:]:
+        m = re.match(r"\s*(?:ROOT )?%\S+ = (.+?) ([a-z][\w-]*)\(", line)
+        if not m or m.group(2) in _PASS:
+            continue
+        for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", m.group(1)):
+            shape = tuple(int(x) for x in dims.split(",") if x)
+            for group, members in shapes.items():
+                if shape in members:
+                    found[group][0] += 1
+                    found[group][1] += math.prod(shape) * _BYTES.get(dtype, 4)
+    return {g: tuple(v) for g, v in found.items()}
+
+
+def profile(shape: str, models: dict, batch: int, frames: int, scan_seconds: dict) -> None:
+    """Our decode step: scan vs a jitted step from Python, window length, HLO buffers."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    s = SHAPES[shape]
+    steps, rows = frames + K - 1, 2 * batch
+    n, d, heads = s["layers"], s["dim"], s["heads"]
+    text, mask = _text(batch)
+    text2 = jnp.concatenate([jnp.asarray(text), jnp.zeros_like(text)])
+    mask2 = jnp.concatenate([jnp.asarray(mask), jnp.zeros_like(mask)])
+    hd = d // heads
+    cache_shapes = {
+        (rows, steps, heads, hd),
+        (n, rows, steps, heads, hd),
+        (1, rows, steps, heads, hd),
+        (rows, heads, steps, hd),
+        (rows, heads, hd, steps),
+    }
+    kernel_shapes = {(d, d), (d, s["ffn"]), (s["ffn"], d), (d, CARD), (CARD + 1, d)}
+    print(f"[{shape}] profile of our decode step, batch {batch} with guidance ({rows} rows):")
+    for weights, model in models.items():
+        dtype = jnp.dtype(VARIANTS[weights])
+        graphdef, state = nnx.split(model)
+
+        @functools.partial(jax.jit, donate_argnums=(2,))
+        def step(state, tokens_BxK, cache, pos, cross, text_mask, graphdef=graphdef, dtype=dtype):
+            lm = nnx.merge(graphdef, state)
+            return lm.decode_step(tokens_BxK, pos, cache, cross, text_mask, dtype)
+
+        cross = jax.jit(lambda st, t, m, g=graphdef, dt=dtype: nnx.merge(g, st).cross_kv(t, m, dt))(
+            state, text2, mask2
+        )
+        tokens = jnp.full((rows, K), CARD, jnp.int32)
+        cache = model.init_cache(rows, steps, dtype)
+        hlo = step.lower(state, tokens, cache, 0, cross, mask2).compile().as_text()
+        logits, cache = step(state, tokens, cache, 0, cross, mask2)
+        logits.block_until_ready()
+        start = time.perf_counter()
+        for pos in range(1, steps):
+            logits, cache = step(state, tokens, cache, pos, cross, mask2)
+        logits.block_until_ready()
+        alone = (time.perf_counter() - start) / (steps - 1)
+        found = materialised(hlo, {"cache": cache_shapes, "kernel": kernel_shapes})
+        cache_mb = 2 * n * rows * steps * d * dtype.itemsize / 1e6
+        print(
+            f"  {weights:8s}: {1e3 * scan_seconds[weights] / steps:6.2f} ms/step in the scan, "
+            f"{1e3 * alone:6.2f} ms/step as a jitted decode_step called from Python; per step "
+            f"the compiled step writes {found['cache'][0]} cache-sized buffers "
+            f"({found['cache'][1] / 1e6:.1f} MB; the whole K+V cache is {cache_mb:.1f} MB) and "
+            f"{found['kernel'][0]} weight-sized buffers ({found['kernel'][1] / 1e6:.1f} MB)"
+        )
+    model = models["float32"]
+    long = 4 * frames
+    run = functools.partial(ours_generate, model, text, mask, long, "float32")
+    run()
+    t_long = statistics.median(_seconds(run) for _ in range(2))
+    short = 1e3 * scan_seconds["float32"] / steps
+    per_long = 1e3 * t_long / (long + K - 1)
+    cache_short = 2 * n * rows * steps * d * 4
+    cache_long = 2 * n * rows * (long + K - 1) * d * 4
+    print(
+        f"  float32 window of {long + K - 1} steps: {per_long:.2f} ms/step against {short:.2f} at "
+        f"{steps}: +{per_long - short:.2f} ms/step for +{(cache_long - cache_short) / 1e6:.0f} MB "
+        f"of cache ({(cache_long - cache_short) / max(per_long - short, 1e-9) / 1e6:.1f} GB/s "
+        "if that time went on moving the cache once)"
+    )
+
+
+# ---------------------------------------------------------------------------- memory
+def memory_child(seconds: float, window: int) -> None:
+    """Generates `seconds` at the tiny shape, batch 4 with guidance; prints JSON."""
+    import jax.numpy as jnp  # noqa: F401  (imports counted in the base RSS)
+    from flax import nnx
+
+    from musicgen.lm import MusicGenLM
+    from musicgen.sampling import SamplingConfig, generate_codes
+
+    with nnx.use_eager_sharding(False):
+        model = MusicGenLM(tiny_lm_config(), rngs=nnx.Rngs(0))
+    text, mask = _text(4)
+    frames = round(seconds * FRAME_RATE)
+    stride = max(1, round(window * STRIDE_SECONDS / WINDOW_SECONDS))
+    base = _status_kib("VmRSS:")
+    start = time.perf_counter()
+    codes = generate_codes(
+        model,
+        text,
+        mask,
+        frames,
+        sampling=SamplingConfig(top_k=TOP_K, cfg_coef=CFG),
+        window=window,
+        stride=stride,
+    )
+    wall = time.perf_counter() - start
+    assert codes.shape == (4, K, frames), codes.shape
+    windows = 1 + max(0, math.ceil((frames - window) / stride))
+    print(
+        json.dumps(
+            dict(
+                peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                hwm_mib=_status_kib("VmHWM:") / 1024,
+                base_mib=base / 1024,
+                wall=wall,
+                windows=windows,
+                stride=stride,
+            )
+        )
+    )
+
+
+def memory(seconds: float, window: int) -> dict:
+    """`memory_child` in a fresh process (call while this process is small: Linux carries
+    the parent's peak RSS into the child's `ru_maxrss`; VmHWM is the child's own)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(seconds), "--window", str(window)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"memory run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_memory(lengths: list[float], window: int) -> None:
+    s = SHAPES["tiny"]
+    cache = 2 * s["layers"] * 8 * (window + K - 1) * s["dim"] * 4
+    for seconds in lengths:
+        m = memory(seconds, window)
+        print(
+            f"[tiny] memory, batch 4 with guidance, window {window} frames "
+            f"({window / FRAME_RATE:g} s), stride {m['stride']} frames: {seconds:g} s of output "
+            f"({m['windows']} window{'s' if m['windows'] > 1 else ''}) in a fresh process: peak "
+            f"RSS {m['peak_mib']:.0f} MiB (VmHWM {m['hwm_mib']:.0f} MiB; {m['base_mib']:.0f} MiB "
+            f"before generating), {m['wall']:.1f} s with compilation"
+        )
+    print(
+        f"[tiny] one window's KV cache: 2 x {s['layers']} layers x 8 rows x {window + K - 1} steps "
+        f"x {s['dim']} x 4 B = {cache / 2**20:.0f} MiB; memory grows with the window, not with "
+        "the output's length"
+    )
+
+
+# ---------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default="tiny,small", help="comma-separated: tiny,small")
+    parser.add_argument("--seconds", type=float, default=5.0, help="audio per row (tiny)")
+    parser.add_argument("--small-frames", type=int, default=100, help="frames per row (small)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--torch-threads", default="", help="e.g. 2,1 (default: JAX's cores, 1)")
+    parser.add_argument("--memory-seconds", default="30,120", help="output lengths; '' for none")
+    parser.add_argument("--window", type=int, default=round(WINDOW_SECONDS * FRAME_RATE))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: tiny, 1 s, 1 repeat, torch 1 thread, 1 s windows for 1 s and 4 s",
+    )
+    parser.add_argument("--memory-child", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child is not None:
+        memory_child(args.memory_child, args.window)
+        return
+    threads = len(os.sched_getaffinity(0))  # XLA's CPU client runs one thread per core
+    shapes = [s for s in args.shapes.split(",") if s]
+    torch_threads = sorted({threads, 1}, reverse=True)
+    if args.torch_threads:
+        torch_threads = [int(x) for x in args.torch_threads.split(",")]
+    lengths = [float(x) for x in args.memory_seconds.split(",") if x]
+    frames = {"tiny": round(args.seconds * FRAME_RATE), "small": args.small_frames}
+    if args.quick:
+        shapes, args.repeats, torch_threads = ["tiny"], 1, [1]
+        frames, lengths, args.window = {"tiny": 50}, [1.0, 4.0], 50
+    unknown = set(shapes) - set(SHAPES)
+    if unknown:
+        parser.error(f"unknown shapes {sorted(unknown)}; choose from {sorted(SHAPES)}")
+
+    if lengths:  # first, while this process is small (see `memory`)
+        print_memory(lengths, args.window)
+
+    warnings.filterwarnings("ignore")
+    import jax
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(threads)
+    print(
+        f"device: {jax.devices()[0].platform}, {threads} cores (JAX's CPU client: one thread per "
+        f"core); torch.set_num_threads({threads}) to match, PyTorch also timed at "
+        f"{torch_threads}; medians of {args.repeats} interleaved runs after a warm-up call "
+        "(compilation excluded); weights identical in both (hf_import.lm_from_hf_model)"
+    )
+    bw = read_bandwidth(threads)
+    bandwidth = max(bw.values())
+    print(
+        "memory read bandwidth (sum of a 512 MiB float32 array): "
+        + ", ".join(f"{name} {gbs:.1f} GB/s" for name, gbs in bw.items())
+        + f"; the roofline uses the best, {bandwidth:.1f} GB/s"
+    )
+    results = {}
+    for shape in shapes:
+        times, notes, models = speed(shape, frames[shape], args.repeats, torch_threads, threads)
+        results[shape] = times
+        for line in notes:
+            print(line)
+        print_table(shape, frames[shape], times)
+        print_roofline(shape, frames[shape], times, bandwidth)
+        if shape == "tiny":
+            scans = {w: times[4, w] for w in VARIANTS}
+            profile(shape, models, 4, frames[shape], scans)
+        del models
+    for shape in shapes:
+        steps = frames[shape] + K - 1
+        best = max(VARIANTS, key=lambda w: steps / results[shape][1, w])
+        line = ", ".join(f"{w} {steps / results[shape][1, w] / FRAME_RATE:.2f}x" for w in VARIANTS)
+        print(
+            f"[{shape}] batch 1 with guidance against real time (50 steps/s): {line} (best "
+            f"{best}: {steps / results[shape][1, best]:.1f} steps/s)"
+        )
+    for shape in shapes:
+        for batch in BATCHES:
+            times = results[shape]
+            ours = times[batch, "float32"]
+            theirs = {n: times[batch, ("torch", n)] for n in torch_threads}
+            equal = f"{theirs[threads] / ours:.2f}x" if threads in theirs else "not timed"
+            print(
+                f"[{shape}] batch {batch}: speedup ours float32 / transformers, same weights, at "
+                f"{threads} threads each: {equal}; against PyTorch at its faster thread count: "
+                f"{min(theirs.values()) / ours:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
