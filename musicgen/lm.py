@@ -24,11 +24,11 @@ wide, 16 heads, about 300M without the text encoder), `medium` (48/1536/24) and 
 closely so `hf_import.py` maps checkpoints one to one.
 
 Decoding is split into `cross_kv` (the text's keys and values, once per prompt) and
-`decode_step` (one step against a KV cache `[layers, B, S, H, Dh]` written in place), so
-`sampling.py` can run the whole generation inside one `lax.scan`. `weights="int8"`
-builds every dense kernel as int8 with a float scale per output unit (weight-only
-quantisation for sampling: one decoding step at small batch is bound by reading
-weights); `quantize_state` converts a float model's state into it.
+`decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
+written in place), so `sampling.py` can run the whole generation inside one
+`lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
+output unit (weight-only quantisation for sampling: one decoding step at small batch is
+bound by reading weights); `quantize_state` converts a float model's state into it.
 """
 
 from __future__ import annotations
@@ -358,17 +358,22 @@ class MusicGenLM(nnx.Module):
         cache_k, cache_v = cache
         text_k, text_v, bias = cross
         x = self._embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), bias, dtype)
+        new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, text_k[i], text_v[i], text_mask_BxL, return_kv=True)
-            cache_k = cache_k.at[i, :, : k.shape[1]].set(k.astype(cache_k.dtype))
-            cache_v = cache_v.at[i, :, : v.shape[1]].set(v.astype(cache_v.dtype))
-        return cache_k, cache_v
+            new_k.append(cache_k[i].at[:, : k.shape[1]].set(k.astype(cache_k[i].dtype)))
+            new_v.append(cache_v[i].at[:, : v.shape[1]].set(v.astype(cache_v[i].dtype)))
+        return tuple(new_k), tuple(new_v)
 
     def init_cache(self, batch: int, steps: int, dtype=jnp.float32):
-        """An empty self-attention cache for `steps` positions."""
+        """An empty self-attention cache for `steps` positions: keys and values, one
+        `[B, steps, H, Dh]` array per layer each (separate arrays, so that a decoding loop
+        updates each in place; slicing and restacking one `[layers, ...]` array would copy
+        the whole cache every step)."""
         c = self.config
-        shape = (c.layers, batch, steps, c.heads, c.width // c.heads)
-        return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+        shape = (batch, steps, c.heads, c.width // c.heads)
+        zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(c.layers))  # noqa: E731
+        return zeros(), zeros()
 
     def decode_step(self, tokens_BxK, pos, cache, cross, text_mask_BxL, dtype=jnp.float32):
         """Logits `[B, K, card]` for one input step at position `pos`; the new cache."""
@@ -383,7 +388,7 @@ class MusicGenLM(nnx.Module):
             new_k.append(k)
             new_v.append(v)
         logits = self.heads(x[:, None])[:, :, 0]
-        return logits, (jnp.stack(new_k), jnp.stack(new_v))
+        return logits, (tuple(new_k), tuple(new_v))
 
 
 def quantize_state(float_state, int8_abstract_state):
