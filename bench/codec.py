@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,9 @@ import numpy as np
 # `codec` package it benchmarks.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from bench._memory import peak, run_child  # noqa: E402
 
 SHAPES = {
     "tiny": dict(
@@ -165,31 +167,12 @@ def memory_child(folder: str, minutes: float) -> None:
     audio = codec.decode(codes, num_samples=wav.shape[-1])
     t_dec = time.perf_counter() - start
     assert audio.shape == wav.shape, (audio.shape, wav.shape)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    hwm_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/self/status").read_text().splitlines()
-        if line.startswith("VmHWM:")
-    )
-    print(json.dumps(dict(peak_mib=peak_kib / 1024, hwm_mib=hwm_kib / 1024, enc=t_enc, dec=t_dec)))
+    print(json.dumps(dict(**peak(), enc=t_enc, dec=t_dec)))
 
 
 def memory(folder: Path, minutes: float) -> dict:
-    """Runs `memory_child` in a fresh process.
-
-    Linux carries the parent's peak RSS over fork and exec into the child's `ru_maxrss`,
-    so call this while the parent is still small (before torch and JAX are imported);
-    the child also reports `VmHWM`, the peak of its own address space only.
-    """
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(folder), "--memory-minutes", str(minutes)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"memory run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """`memory_child` in a fresh process (`bench/_memory.py`: call while this one is small)."""
+    return run_child(__file__, "--memory-child", str(folder), "--memory-minutes", str(minutes))
 
 
 def main() -> None:

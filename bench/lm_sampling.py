@@ -49,9 +49,7 @@ import json
 import math
 import os
 import re
-import resource
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -64,6 +62,9 @@ import numpy as np
 # `codec` package that `musicgen.hf_import` imports.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from bench._memory import peak, run_child, status_kib  # noqa: E402
 
 SHAPES = {
     # name: decoder layers, width, heads, MLP width
@@ -84,13 +85,6 @@ def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def _status_kib(field: str) -> int:
-    line = next(
-        s for s in Path("/proc/self/status").read_text().splitlines() if s.startswith(field)
-    )
-    return int(line.split()[1])
 
 
 def _text(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -473,7 +467,7 @@ def memory_child(seconds: float, window: int) -> None:
     text, mask = _text(4)
     frames = round(seconds * FRAME_RATE)
     stride = max(1, round(window * STRIDE_SECONDS / WINDOW_SECONDS))
-    base = _status_kib("VmRSS:")
+    base = status_kib("VmRSS:")
     start = time.perf_counter()
     codes = generate_codes(
         model,
@@ -490,8 +484,7 @@ def memory_child(seconds: float, window: int) -> None:
     print(
         json.dumps(
             dict(
-                peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                hwm_mib=_status_kib("VmHWM:") / 1024,
+                **peak(),
                 base_mib=base / 1024,
                 wall=wall,
                 windows=windows,
@@ -502,17 +495,8 @@ def memory_child(seconds: float, window: int) -> None:
 
 
 def memory(seconds: float, window: int) -> dict:
-    """`memory_child` in a fresh process (call while this process is small: Linux carries
-    the parent's peak RSS into the child's `ru_maxrss`; VmHWM is the child's own)."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(seconds), "--window", str(window)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"memory run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """`memory_child` in a fresh process (`bench/_memory.py`: call while this one is small)."""
+    return run_child(__file__, "--memory-child", str(seconds), "--window", str(window))
 
 
 def print_memory(lengths: list[float], window: int) -> None:

@@ -7,10 +7,11 @@ sampler over 44.1 kHz compressed-STFT frames in windows; one warm-up call per st
 (compilation excluded), then the median of `--repeats` runs. The real-time factor is
 seconds of 44.1 kHz audio per second of compute (above 1: faster than real time).
 
-Quality (with `--checkpoint` and `--manifest`): `Refiner.compare` on `--clips` held-out
-clips of `--seconds` each: the multi-scale mel distance and the log-spectral distance
-above 8 kHz of the refined audio against the original 44.1 kHz audio, per step count,
-beside the baseline (the same coarse codes decoded and resampled to 44.1 kHz with soxr).
+Quality (with `--checkpoint` and `--manifest`): `musicgen eval refiner`'s measurement
+(`diffusion.refiner_eval`) on `--clips` test clips of `--seconds` each: the multi-scale
+mel distance and the log-spectral distance above 8 kHz of the refined audio against the
+original 44.1 kHz audio, per step count, beside the baseline (the same coarse codes
+decoded and resampled to 44.1 kHz with soxr).
 
 Without `--checkpoint` the network and the codec are random (speed does not depend on
 the weights): the `refiner_tiny` shapes over a `codec_tiny`-shaped codec.
@@ -80,18 +81,13 @@ def speed(refiner, seconds: float, steps: list[int], repeats: int) -> dict[int, 
     return times
 
 
-def quality(refiner, manifest: str, clips: int, seconds: float, steps: list[int]) -> dict:
-    """Mean distances of the refined audio per step count and of the baseline."""
-    from mgcore.audio import load_audio
-    from mgcore.data.manifest import iter_manifest
+def quality(checkpoint: str, manifest: str, clips: int, seconds: float, steps: list[int]):
+    """`musicgen eval refiner`'s report on the test split (mean distances per row)."""
+    from diffusion.refiner_eval import evaluate_refiner
 
-    rows = [r for r in iter_manifest(manifest) if r.get("split") == "test"][:clips]
-    scores = []
-    for row in rows:
-        wav, rate = load_audio(row["path"], duration=seconds)
-        result = refiner.compare(wav, rate, steps=steps, seed=0)
-        scores.append(result.scores())
-    return {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}, len(rows)
+    return evaluate_refiner(
+        checkpoint, manifest, steps=tuple(steps), max_clips=clips, seconds=seconds, progress=False
+    )
 
 
 def main() -> None:
@@ -132,18 +128,20 @@ def main() -> None:
     for s, t in times.items():
         print(f"{s:5d} {t:8.2f} {args.seconds / t:11.2f} {1e3 * t / s / args.seconds:19.1f}")
     if args.checkpoint and args.manifest:
-        scores, n = quality(refiner, args.manifest, args.clips, args.seconds, steps)
+        report = quality(args.checkpoint, args.manifest, args.clips, args.seconds, steps)
         print(
-            f"quality on {n} held-out clips of {args.seconds:g} s (lower is better; baseline: "
-            "the same coarse codes decoded and resampled to 44.1 kHz with soxr):"
+            f"quality on {report.clips} test clips of {args.seconds:g} s (lower is better; "
+            "baseline: the same coarse codes decoded and resampled to 44.1 kHz with soxr):"
         )
         print(f"{'':>14s} {'mel distance':>12s} {'LSD > 8 kHz dB':>14s} {'x real time':>11s}")
-        print(
-            f"{'baseline':>14s} {scores['mel_baseline']:12.3f} {scores['lsd_high_baseline']:14.2f}"
-        )
+        base = report.rows["baseline"]
+        print(f"{'baseline':>14s} {base['mel']:12.3f} {base['lsd_high']:14.2f}")
         for s in steps:
-            mel, lsd = scores[f"mel_refined_{s}"], scores[f"lsd_high_refined_{s}"]
-            print(f"{f'{s} steps':>14s} {mel:12.3f} {lsd:14.2f} {args.seconds / times[s]:11.2f}")
+            row = report.rows[f"{s} steps"]
+            print(
+                f"{f'{s} steps':>14s} {row['mel']:12.3f} {row['lsd_high']:14.2f} "
+                f"{args.seconds / times[s]:11.2f}"
+            )
     default = 16 if 16 in times else steps[-1]
     print(f"real-time factor at {default} steps (seconds of audio per second): "
           f"{args.seconds / times[default]:.2f}x")  # fmt: skip

@@ -27,9 +27,7 @@ Face EnCodec/DAC folder, a Hugging Face MusicGen folder (its EnCodec 32 kHz), or
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -121,33 +119,15 @@ def frozen(module: nnx.Module) -> nnx.Module:
     return nnx.merge(graphdef, state)
 
 
-def _is_musicgen_folder(directory: Path) -> bool:
-    try:
-        return json.loads((directory / "config.json").read_text()).get("model_type") == "musicgen"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
-
-
 def load_codec(source: str) -> Codec:
     """The codec `data.codec` names (module docstring)."""
     if source == "random":
         return random_codec()
-    directory = Path(source)
-    if directory.is_dir() and _is_musicgen_folder(directory):
-        from codec.pretrained import hf_codec_from_state, read_hf_tensors
+    from musicgen.hf_import import is_hf_musicgen_folder, load_hf_musicgen_codec
 
-        hf = json.loads((directory / "config.json").read_text())
-        if int(hf.get("decoder", {}).get("audio_channels", 1)) != 1:
-            log.info("%s is a stereo MusicGen; its codec is mono EnCodec, used per channel",
-                     directory)  # fmt: skip
-        model = hf_codec_from_state(
-            hf["audio_encoder"],
-            read_hf_tensors(directory),
-            prefix="audio_encoder.",
-            source=f"the MusicGen weights in {directory}",
-        )
-        return Codec(model)
-    return Codec.from_pretrained(directory)
+    if is_hf_musicgen_folder(source):
+        return load_hf_musicgen_codec(source)
+    return Codec.from_pretrained(source)
 
 
 # --------------------------------------------------------------------------- the family

@@ -15,6 +15,11 @@ with a random codec.
     musicgen train --config experiments/refiner_encodec32.py --workdir runs/refiner_32k \\
         --set data.codec=/models/musicgen-small --set mesh.fsdp=8
 
+It diffuses the whole band (`keep_below_hz` 0): a model of this size may correct
+EnCodec's band as well as restore the one above it, which the tiny recipe could not do
+for codec_tiny (`diffusion/refiner.py` says why). If it does not,
+`--set model.keep_below_hz=14500` keeps EnCodec's band below 14.5 kHz unchanged.
+
 `data_scale` 0.1 is a guess for EnCodec at 2.2 kbps (its phase is closer to the
 original's than codec_tiny's, so the residual is smaller); the training metric
 `residual_rms` is the scaled residual's RMS: adjust `model.data_scale` until it is

@@ -154,6 +154,26 @@ def _cmd_eval_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_refiner(args: argparse.Namespace) -> int:
+    from diffusion.refiner_eval import evaluate_refiner, write_report
+
+    report = evaluate_refiner(
+        args.checkpoint,
+        args.manifest,
+        split=args.split,
+        steps=tuple(args.steps),
+        max_clips=args.clips,
+        seconds=args.seconds,
+        batch_size=args.batch,
+        seed=args.seed,
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_report(report, args.out)
+        print(f"written: {json_path} and refiner_eval.md")
+    return 0
+
+
 def _add_eval_commands(sub) -> None:
     ev = sub.add_parser("eval", help="measure trained models")
     esub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", parser_class=_Parser)
@@ -218,6 +238,35 @@ def _add_eval_commands(sub) -> None:
     )
     lm.add_argument("--out", help="folder for lm_eval.json and lm_eval.md")
     lm.set_defaults(func=_cmd_eval_lm)
+
+    refiner = esub.add_parser(
+        "refiner",
+        help="refiner against its baseline (codec decoding resampled with soxr)",
+        description=(
+            "Encodes each clip of the split with the refiner's codec, decodes the first k "
+            "codebooks (the baseline, resampled to 44.1 kHz with soxr) and refines the same "
+            "codes with each step count; reports multi-scale mel distance and log-spectral "
+            "distance above 8 kHz against the original, with standard errors."
+        ),
+    )
+    refiner.add_argument("--checkpoint", required=True, help="saved refiner or training workdir")
+    refiner.add_argument("--manifest", required=True, help="manifest (.jsonl) of 44.1 kHz audio")
+    refiner.add_argument("--split", default="test", help="split (default: test)")
+    refiner.add_argument("--clips", type=_positive_int, help="at most this many clips")
+    refiner.add_argument(
+        "--seconds", type=_positive_float, default=5.0, help="seconds of each clip (default 5)"
+    )
+    refiner.add_argument(
+        "--steps",
+        type=_positive_int,
+        nargs="+",
+        default=[4, 8, 16, 32, 50],
+        help="sampler step counts (default 4 8 16 32 50)",
+    )
+    refiner.add_argument("--batch", type=_positive_int, default=8, help="clips a pass (default 8)")
+    refiner.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
+    refiner.add_argument("--out", help="folder for refiner_eval.json and refiner_eval.md")
+    refiner.set_defaults(func=_cmd_eval_refiner)
 
 
 def _add_train_command(sub) -> None:

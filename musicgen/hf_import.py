@@ -464,6 +464,22 @@ def _load(directory: str | os.PathLike, with_codec: bool):
     return language_model, StereoCodec(codec) if channels == 2 else codec
 
 
+def load_hf_musicgen_codec(directory: str | os.PathLike) -> Codec:
+    """The mono EnCodec of a Hugging Face MusicGen folder, without the LM and T5 (the
+    stereo models code each channel with it).
+
+    Args:
+      directory: the MusicGen folder.
+    """
+    directory = Path(directory)
+    hf = _read_musicgen_config(directory)
+    source = f"the MusicGen weights in {directory}"
+    tensors = read_hf_tensors(directory)
+    return Codec(
+        hf_codec_from_state(hf["audio_encoder"], tensors, prefix="audio_encoder.", source=source)
+    )
+
+
 def load_hf_language_model(directory: str | os.PathLike) -> LanguageModel:
     """The `LanguageModel` (decoder and T5 conditioner) of a Hugging Face MusicGen folder.
 

@@ -3,6 +3,7 @@ compressed STFT's inverse, the network and its zero-residual identity, windowed 
 without seams, save/load, and the debug experiment through the shared runtime."""
 
 import itertools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -130,6 +131,27 @@ def test_network_shapes_and_a_zero_residual_gives_the_coarse_audio_back(rng):
     np.testing.assert_allclose(sampled, cond.coarse_BxT, atol=1e-5)
 
 
+def test_below_the_crossover_the_coarse_band_passes_unchanged(rng):
+    config = tiny_config(keep_below_hz=5000.0, crossover_hz=1000.0)
+    mask = config.band_mask()
+    hz = np.arange(513) * 44100 / 1024
+    assert mask.shape == (1026,) and np.array_equal(mask[:513], mask[513:])
+    assert (mask[:513][hz <= 4500] == 0).all() and (mask[:513][hz >= 5500] == 1).all()
+    ramp = (hz > 4500) & (hz < 5500)
+    np.testing.assert_allclose(mask[:513][ramp], (hz[ramp] - 4500) / 1000, atol=1e-6)
+    assert (tiny_config().band_mask() == 1).all()
+    # A random network's refinement changes the audio above the crossover only.
+    coarse_c = jnp.asarray(tones(16000, 8000)[None])  # 0.5 s
+    latent = jnp.asarray(rng.standard_normal((1, 25, 16)), jnp.float32)
+    out = refine_window(make_net(config), coarse_c, latent, jax.random.key(0), config,
+                        SamplerConfig(steps=2))  # fmt: skip
+    coarse = condition(coarse_c, latent, config).coarse_BxT
+    change = np.abs(np.fft.rfft(np.asarray(out - coarse)[0] * np.hanning(22050))) ** 2
+    f = np.fft.rfftfreq(22050, 1 / 44100)
+    assert change[f > 6000].mean() > 0
+    assert change[f < 3500].mean() < 1e-4 * change[f > 6000].mean()
+
+
 def test_latent_is_interpolated_to_stft_frames():
     config = tiny_config()
     latent = jnp.broadcast_to(jnp.arange(10, dtype=jnp.float32)[None, :, None], (1, 10, 2))
@@ -238,3 +260,14 @@ def test_debug_experiment_trains_evaluates_resumes_and_loads(manifest, tmp_path,
     assert audio.shape == (2, 1, 22050) and np.isfinite(audio).all()
     saved = Refiner.from_pretrained(refiner.save_pretrained(tmp_path / "saved"))
     np.testing.assert_array_equal(saved.refine(codes, steps=2), audio)
+
+    # `musicgen eval refiner`: the baseline and each step count, with paired differences.
+    evaluate = ["eval", "refiner", "--checkpoint", str(work), "--manifest", manifest, "--split",
+                "valid", "--clips", "2", "--seconds", "0.5", "--steps", "2", "3"]  # fmt: skip
+    assert cli.main([*evaluate, "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "refiner_eval.json").read_text())
+    assert report["clips"] == 2 and list(report["rows"]) == ["baseline", "2 steps", "3 steps"]
+    base, two = report["rows"]["baseline"], report["rows"]["2 steps"]
+    assert base["lsd_high"] > 0 and np.isfinite(two["mel"]) and "mel_delta" not in base
+    assert two["mel_delta"] == pytest.approx(two["mel"] - base["mel"], abs=1e-6)
+    assert "| 3 steps |" in (tmp_path / "eval" / "refiner_eval.md").read_text()

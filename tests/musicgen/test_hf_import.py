@@ -30,6 +30,7 @@ from musicgen.hf_import import (  # noqa: E402
     lm_from_hf_model,
     lm_from_hf_state,
     load_hf_musicgen,
+    load_hf_musicgen_codec,
 )
 from musicgen.lm_api import LanguageModel  # noqa: E402
 from musicgen.patterns import Pattern  # noqa: E402
@@ -237,6 +238,17 @@ def test_in_memory_import_equals_the_folder_import(checkpoint):
     assert ours.keys() == converted.keys()
     for name in ours:
         np.testing.assert_array_equal(converted[name], ours[name], err_msg=name)
+
+
+def test_the_codec_alone_is_the_pipeline_codec(checkpoint):
+    from diffusion.refiner_family import load_codec
+
+    _, folder, _, codec = checkpoint
+    ours = flatten_state(nnx.state(codec.model))
+    for alone in (load_hf_musicgen_codec(folder), load_codec(str(folder))):
+        assert alone.config == codec.config
+        for name, value in flatten_state(nnx.state(alone.model)).items():
+            np.testing.assert_array_equal(value, ours[name], err_msg=name)
 
 
 def test_from_pretrained_and_save_round_trip(checkpoint, tmp_path):
