@@ -80,6 +80,7 @@ from diffusion.resample import rate_ratio, resample, resampled_length
 from diffusion.samplers import SamplerConfig, make_denoiser, sample
 from diffusion.schedules import Schedule, ScheduleConfig
 from diffusion.spectral import SpectralConfig, analyze, synthesize
+from mgcore.rows import Linear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +187,7 @@ class RefinerConfig:
 # ------------------------------------------------------------------------------ network
 def _linear(d_in: int, d_out: int, axes: tuple, *, rngs: nnx.Rngs, zero: bool = False):
     init = nnx.initializers.zeros_init() if zero else nnx.initializers.lecun_normal()
-    return nnx.Linear(
+    return Linear(
         d_in,
         d_out,
         kernel_init=nnx.with_partitioning(init, axes),

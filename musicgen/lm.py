@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mgcore.rows import on_rows
 from musicgen.attention import dot_product_attention
 from musicgen.patterns import PatternConfig
 
@@ -133,18 +134,15 @@ class Dense(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((d_out,)), out_sharding=(axes[1],)) if bias else None
 
     def __call__(self, x_BxI: jax.Array) -> jax.Array:
-        # Leading axes are flattened to one: XLA:CPU then transposes a 2-D activation for
-        # the weight gradient with its tiled emitter; a [B, T, I] one it transposes
-        # element by element, which made the LM's training step about 2x slower.
-        lead = x_BxI.shape[:-1]
-        x_NxI = x_BxI.reshape(-1, x_BxI.shape[-1])
-        kernel = self.kernel[...]
-        y_NxO = x_NxI @ kernel.astype(x_NxI.dtype)
+        return on_rows(self._rows, x_BxI)  # 2-D for XLA:CPU's weight gradient (mgcore.rows)
+
+    def _rows(self, x_NxI: jax.Array) -> jax.Array:
+        y_NxO = x_NxI @ self.kernel[...].astype(x_NxI.dtype)
         if self.scale is not None:  # int8: multiply the (small) output, not the weights
             y_NxO = y_NxO * self.scale[...].astype(y_NxO.dtype)
         if self.bias is not None:
             y_NxO = y_NxO + self.bias[...].astype(y_NxO.dtype)
-        return y_NxO.reshape(*lead, y_NxO.shape[-1])
+        return y_NxO
 
 
 def _layer_norm(dim: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
