@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgcore.rows import on_rows
+from mgcore.rows import matmul, on_rows
 from musicgen.attention import dot_product_attention
 from musicgen.patterns import PatternConfig
 
@@ -137,7 +137,9 @@ class Dense(nnx.Module):
         return on_rows(self._rows, x_BxI)  # 2-D for XLA:CPU's weight gradient (mgcore.rows)
 
     def _rows(self, x_NxI: jax.Array) -> jax.Array:
-        y_NxO = x_NxI @ self.kernel[...].astype(x_NxI.dtype)
+        kernel = self.kernel[...]
+        # int8 kernels are up-cast to x's dtype (weight-only); float ones go as stored.
+        y_NxO = matmul(x_NxI, kernel.astype(x_NxI.dtype) if self.scale is not None else kernel)
         if self.scale is not None:  # int8: multiply the (small) output, not the weights
             y_NxO = y_NxO * self.scale[...].astype(y_NxO.dtype)
         if self.bias is not None:
@@ -181,10 +183,13 @@ class Attention(nnx.Module):
 def _cached_attention(q_BxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxS):
     """One query per row against a cache; `visible_BxS` says which keys count."""
     scale = 1.0 / math.sqrt(q_BxHxK.shape[-1])
-    s_BxHxS = jnp.einsum("bhk,bshk->bhs", q_BxHxK, k_BxSxHxK).astype(jnp.float32) * scale
+    s_BxHxS = (
+        jnp.einsum("bhk,bshk->bhs", q_BxHxK, k_BxSxHxK, preferred_element_type=jnp.float32) * scale
+    )
     s_BxHxS = jnp.where(visible_BxS[:, None, :], s_BxHxS, jnp.finfo(jnp.float32).min)
     p_BxHxS = jax.nn.softmax(s_BxHxS, axis=-1).astype(v_BxSxHxK.dtype)
-    return jnp.einsum("bhs,bshk->bhk", p_BxHxS, v_BxSxHxK)
+    o_BxHxK = jnp.einsum("bhs,bshk->bhk", p_BxHxS, v_BxSxHxK, preferred_element_type=jnp.float32)
+    return o_BxHxK.astype(v_BxSxHxK.dtype)
 
 
 def _dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
