@@ -1,0 +1,1 @@
+"""Evaluation: models and metrics that judge generated audio."""
