@@ -49,6 +49,7 @@ FAMILIES = {
     "codec": "codec.family",
     "lm": "musicgen.lm_family",
     "refiner": "diffusion.refiner_family",
+    "judge": "musicgen.evaluation.judge_family",
 }
 
 # Sections of the config that may change between runs in one workdir.

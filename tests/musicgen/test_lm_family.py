@@ -16,23 +16,8 @@ EXPERIMENT = "experiments/lm_tiny.py:debug"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, embedded_manifest):
-    root = tmp_path_factory.mktemp("lm_debug")
-    work, tokens = root / "w", root / "tokens"
-    args = [
-        "train",
-        "--config",
-        EXPERIMENT,
-        "--workdir",
-        str(work),
-        "--no-progress",
-        "--set",
-        f"data.manifest={embedded_manifest}",
-        "--set",
-        f"data.tokens={tokens}",
-    ]
-    assert cli.main(args) == 0
-    return work, tokens, args
+def trained(lm_debug):
+    return lm_debug
 
 
 def test_debug_experiment_trains_evaluates_and_resumes(trained):
