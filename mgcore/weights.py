@@ -142,3 +142,18 @@ def load_workdir_weights(directory: str | os.PathLike, experiment_type: type, ma
         state, _ = ckpt.restore(abstract_state=plan.abstract)
     weights = state["ema"] if state["ema"] is not None else state["params"]
     return experiment, nnx.merge(plan.graphdef, weights, state["rest"])
+
+
+def to_float16(path: str | os.PathLike) -> Path:
+    """Rewrites a safetensors file with its float32 arrays as float16 (half the bytes; the
+    loaders cast back to the model's dtype). Atomic, like every save here."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    path = Path(path)
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata()
+    flat = {k: v.astype(np.float16) if v.dtype == np.float32 else v
+            for k, v in load_file(str(path)).items()}  # fmt: skip
+    _replace(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+    return path

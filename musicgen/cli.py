@@ -12,12 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line, exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+from musicgen.cli_eval import add_eval_commands
+from musicgen.cli_generate import add_generate_commands
+from musicgen.cli_types import Parser as _Parser
+from musicgen.cli_types import UsageError
+from musicgen.cli_types import fraction as _fraction
+from musicgen.cli_types import positive_float as _positive_float
+from musicgen.cli_types import positive_int as _positive_int
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -114,159 +115,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if last:
         print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
     return 0
-
-
-def _cmd_eval_codec(args: argparse.Namespace) -> int:
-    from codec.evaluate import evaluate_codec, write_report
-
-    report = evaluate_codec(
-        args.checkpoint,
-        args.manifest,
-        split=args.split,
-        n_codebooks=tuple(args.codebooks) if args.codebooks else None,
-        max_clips=args.clips,
-        seconds=args.seconds,
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and codec_eval.md")
-    return 0
-
-
-def _cmd_eval_lm(args: argparse.Namespace) -> int:
-    from musicgen.lm_eval import evaluate_lm, write_report
-
-    report = evaluate_lm(
-        args.checkpoint,
-        tokens=args.tokens,
-        split=args.split,
-        caption_field=args.caption_field,
-        seconds=args.seconds,
-        head_seconds=args.head_seconds,
-        batch_size=args.batch,
-        weights=tuple(args.weights),
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and lm_eval.md")
-    return 0
-
-
-def _cmd_eval_refiner(args: argparse.Namespace) -> int:
-    from diffusion.refiner_eval import evaluate_refiner, write_report
-
-    report = evaluate_refiner(
-        args.checkpoint,
-        args.manifest,
-        split=args.split,
-        steps=tuple(args.steps),
-        max_clips=args.clips,
-        seconds=args.seconds,
-        batch_size=args.batch,
-        seed=args.seed,
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and refiner_eval.md")
-    return 0
-
-
-def _add_eval_commands(sub) -> None:
-    ev = sub.add_parser("eval", help="measure trained models")
-    esub = ev.add_subparsers(dest="eval_command", metavar="COMMAND", parser_class=_Parser)
-    esub.required = True
-    codec = esub.add_parser(
-        "codec",
-        help="codec quality per number of codebooks on a manifest split",
-        description=(
-            "Encodes each clip of the split once and decodes it from the first k codebooks; "
-            "reports SI-SDR, multi-scale mel distance, STFT distance, log-spectral distance "
-            "above 8 kHz at 44.1 kHz, and each codebook's utilisation."
-        ),
-    )
-    codec.add_argument("--checkpoint", required=True, help="codec folder or training workdir")
-    codec.add_argument("--manifest", required=True, help="manifest (.jsonl)")
-    codec.add_argument("--split", default="test", help="split (default: test)")
-    codec.add_argument("--clips", type=_positive_int, help="at most this many clips")
-    codec.add_argument(
-        "--seconds", type=_positive_float, default=10.0, help="seconds of each clip (default 10)"
-    )
-    codec.add_argument(
-        "--codebooks",
-        type=_positive_int,
-        nargs="+",
-        help="numbers of codebooks (default 1, 2, 4, .., all)",
-    )
-    codec.add_argument("--out", help="folder for codec_eval.json and codec_eval.md")
-    codec.set_defaults(func=_cmd_eval_codec)
-
-    lm = esub.add_parser(
-        "lm",
-        help="token LM held-out cross-entropy with and without captions",
-        description=(
-            "Scores every window of every clip of a token-cache split once, with the clip's "
-            "real caption and with the empty caption, per codebook, for float32, bfloat16 "
-            "and int8 weights: the gap says how much the model uses the text."
-        ),
-    )
-    lm.add_argument("--checkpoint", required=True, help="saved LM folder or training workdir")
-    lm.add_argument("--tokens", help="token cache (default: the workdir's data.tokens)")
-    lm.add_argument("--split", default="test", help="split (default: test)")
-    lm.add_argument(
-        "--caption-field",
-        default="caption",
-        choices=("caption", "caption_held_out"),
-        help="captions to condition on (caption_held_out: held-out templates)",
-    )
-    lm.add_argument("--seconds", type=_positive_float, help="window (default: training length)")
-    lm.add_argument(
-        "--head-seconds",
-        type=_positive_float,
-        default=1.0,
-        help="each window's opening, also scored on its own (default 1)",
-    )
-    lm.add_argument("--batch", type=_positive_int, default=8, help="windows a pass (default 8)")
-    lm.add_argument(
-        "--weights",
-        nargs="+",
-        choices=("float32", "bfloat16", "int8"),
-        default=["float32", "bfloat16", "int8"],
-        help="weight formats to score (default: all three)",
-    )
-    lm.add_argument("--out", help="folder for lm_eval.json and lm_eval.md")
-    lm.set_defaults(func=_cmd_eval_lm)
-
-    refiner = esub.add_parser(
-        "refiner",
-        help="refiner against its baseline (codec decoding resampled with soxr)",
-        description=(
-            "Encodes each clip of the split with the refiner's codec, decodes the first k "
-            "codebooks (the baseline, resampled to 44.1 kHz with soxr) and refines the same "
-            "codes with each step count; reports multi-scale mel distance and log-spectral "
-            "distance above 8 kHz against the original, with standard errors."
-        ),
-    )
-    refiner.add_argument("--checkpoint", required=True, help="saved refiner or training workdir")
-    refiner.add_argument("--manifest", required=True, help="manifest (.jsonl) of 44.1 kHz audio")
-    refiner.add_argument("--split", default="test", help="split (default: test)")
-    refiner.add_argument("--clips", type=_positive_int, help="at most this many clips")
-    refiner.add_argument(
-        "--seconds", type=_positive_float, default=5.0, help="seconds of each clip (default 5)"
-    )
-    refiner.add_argument(
-        "--steps",
-        type=_positive_int,
-        nargs="+",
-        default=[4, 8, 16, 32, 50],
-        help="sampler step counts (default 4 8 16 32 50)",
-    )
-    refiner.add_argument("--batch", type=_positive_int, default=8, help="clips a pass (default 8)")
-    refiner.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
-    refiner.add_argument("--out", help="folder for refiner_eval.json and refiner_eval.md")
-    refiner.set_defaults(func=_cmd_eval_refiner)
 
 
 def _add_train_command(sub) -> None:
@@ -419,29 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     _add_data_commands(sub)
     _add_train_command(sub)
-    _add_eval_commands(sub)
+    add_eval_commands(sub)
+    add_generate_commands(sub)
     return parser
-
-
-def _number(cast: type, ok, requirement: str):
-    """An argparse type: `cast` the text, then require `ok(value)`."""
-    kind = "an integer" if cast is int else "a number"
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind}, got '{text}'") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
-        return value
-
-    return parse
-
-
-_positive_float = _number(float, lambda v: v > 0, "> 0")
-_positive_int = _number(int, lambda v: v >= 1, ">= 1")
-_fraction = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 
 def _split_list(text: str) -> tuple[str, ...]:
@@ -475,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as err:
+        print(f"musicgen {args.command}: error: {err} (see 'musicgen {args.command} --help')",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except _user_errors() as err:
         print(f"musicgen: error: {err}", file=sys.stderr)
         return 1

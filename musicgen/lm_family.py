@@ -290,7 +290,11 @@ class LMFamily:
         n = data.eval_generate
         if n <= 0:
             return
-        captions = [c for b in self.eval_batches() for c in b.get("captions", [])][:n]
+        from musicgen.evaluation.scoring import adherence
+        from musicgen.token_cache import TokenCache
+
+        lines = TokenCache(self.tokens()).clips(data.eval_split)[:n]
+        captions = [line["caption"] for line in lines]
         if not captions:
             return
         audio_BxCxT = generate_audio(
@@ -307,6 +311,9 @@ class LMFamily:
             writer.audio(step, f"eval/generated_{i}", clip, rate)
             spec = dsp.log_mel_spectrogram(clip[0], rate, n_fft=1024, hop_length=256, n_mels=80)
             writer.image(step, f"eval/generated_log_mel_{i}", np.asarray(spec))
+        # The harness's tempo and key adherence (`musicgen eval generate`), on these few.
+        attributes = [line.get("attributes") or {} for line in lines]
+        writer.scalars(step, adherence(audio_BxCxT, rate, captions, attributes))
         log.info("step %d: generated for %s", step, captions)
 
 

@@ -1,0 +1,274 @@
+"""`musicgen eval generate`: generate from held-out prompts and score against the ceiling
+(the real clips) and the floor (the real clips under shuffled prompts).
+
+What each row and metric means is in `scoring`'s docstring. This module loads the models,
+runs the generations and continuations, and assembles the report (`report` writes it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mgcore import audio as audio_io
+from mgcore.config import ConfigError, load_saved_config
+from mgcore.data.manifest import ManifestIndex
+from musicgen.evaluation import scoring
+from musicgen.evaluation.scoring import REAL_RATE, Clip, GenerateEvalConfig, Scored
+
+REFERENCE_CLIPS = 128  # at most this many real clips for the Fréchet distance's reference
+
+
+def _workdir_data(checkpoint) -> dict:
+    """`codec` and `tokens` of an LM training workdir's data config ({} for other folders)."""
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = getattr(load_saved_config(path), "data", None)
+    except ConfigError:  # a saved folder or a Hugging Face folder: no training config
+        return {}
+    return {k: getattr(data, k) for k in ("codec", "tokens") if hasattr(data, k)}
+
+
+def _to_codec(audio, codec) -> np.ndarray:
+    """`[B, C, T]` at 44.1 kHz to the codec's rate and channels."""
+    rate, channels = codec.sample_rate, codec.channels
+    return np.stack(
+        [audio_io.convert_channels(audio_io.resample(a, REAL_RATE, rate), channels) for a in audio]
+    )
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def evaluate_generation(
+    checkpoint: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
+    judge: str | os.PathLike | None = None,
+    codec: str | os.PathLike | None = None,
+    tokens: str | os.PathLike | None = None,
+    config: GenerateEvalConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generates from `config.n` held-out prompts and scores every row (module docstring).
+
+    Args:
+      checkpoint: the LM (a training workdir, a saved folder or a Hugging Face MusicGen).
+      manifest: the manifest whose held-out split gives prompts and real clips.
+      judge: the judge model's folder or workdir (None: no instrument, CLAP, FD, KL).
+      codec: the codec (default: the LM workdir's `data.codec`).
+      tokens: the training token cache for memorisation (default: the workdir's
+        `data.tokens`; none: not measured).
+      config: what to generate and how.
+      progress: progress bars.
+    """
+    from tqdm.auto import tqdm
+
+    from musicgen.lm_api import LanguageModel
+    from musicgen.lm_family import load_codec
+    from musicgen.token_cache import TokenCache
+
+    config = config or GenerateEvalConfig()
+    times = {}
+    start = time.perf_counter()
+    data = _workdir_data(checkpoint)
+    codec_path = codec or data.get("codec")
+    if not codec_path:
+        raise ValueError(f"{checkpoint} names no codec; pass --codec")
+    lm = LanguageModel.from_pretrained(checkpoint)
+    tokens = tokens or data.get("tokens")
+    cache = TokenCache(tokens) if tokens and Path(tokens).is_dir() else None
+    codec_model = load_codec(str(codec_path), cache)
+    judge_model = None
+    if judge is not None:
+        from musicgen.evaluation.judge import Judge
+
+        judge_model = Judge.from_pretrained(judge)
+    frame_index = None
+    if cache is not None:
+        from musicgen.evaluation.memorisation import FrameIndex
+
+        # The most frequent frame (silence) matches nothing: silence is not copying.
+        frame_index = FrameIndex.from_token_cache(cache, split="train", stop_frames=1)
+    clips, rest = scoring.pick_clips(manifest, config)
+    n = len(clips)
+    times["load"] = time.perf_counter() - start
+
+    # Real clips, their codec round trip, the shuffled floor.
+    start = time.perf_counter()
+    real = np.stack([c.audio_CxT[:, : round(config.seconds * REAL_RATE)] for c in clips])
+    codes = np.concatenate(
+        [codec_model.encode(_to_codec(real[s], codec_model)) for s in _batches(n, config.batch)]
+    )
+    samples = round(config.seconds * codec_model.sample_rate)
+    round_trip = np.concatenate(
+        [codec_model.decode(codes[s], samples) for s in _batches(n, config.batch)]
+    )
+    text = judge_model.text_embeddings([c.prompt for c in clips]) if judge_model else None
+    reference = None
+    if judge_model is not None:
+        index = ManifestIndex(manifest, config.split)
+        pool = rest if len(rest) >= 2 else list(range(len(index)))
+        paths = [index[i]["path"] for i in pool[:REFERENCE_CLIPS]]
+        ref_audio = [scoring.load_real(p, config.seconds) for p in paths]
+        reference = judge_model.audio_embeddings(ref_audio, REAL_RATE)
+    args = dict(judge=judge_model, text_NxD=text, frame_index=frame_index)
+    scored = {
+        "real clips (ceiling)": scoring.measure(real, REAL_RATE, clips, codes=codes, **args),
+        "codec round trip": scoring.measure(
+            round_trip, codec_model.sample_rate, clips, judge=judge_model, text_NxD=text
+        ),
+    }
+    perm = scoring.derangement(n, config.seed)
+    scored["shuffled prompts (floor)"] = scoring.measure(
+        real[perm], REAL_RATE, clips, **args, codes=codes[perm]
+    )
+    times["real"] = time.perf_counter() - start
+
+    # The model's generations.
+    start = time.perf_counter()
+    frames = round(config.seconds * codec_model.frame_rate)
+    generated_codes, generated = [], []
+    bar = tqdm(total=n, desc="generate", disable=not progress)
+    for s in _batches(n, config.batch):
+        c = lm.generate(
+            [clip.prompt for clip in clips[s]],
+            frames,
+            sampling=config.sampling,
+            seed=config.seed + s.start,
+        )
+        generated_codes.append(c)
+        generated.append(codec_model.decode(c, samples))
+        bar.update(s.stop - s.start)
+    bar.close()
+    generated_codes, generated = np.concatenate(generated_codes), np.concatenate(generated)
+    times["generate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scored["model"] = scoring.measure(
+        generated, codec_model.sample_rate, clips, codes=generated_codes, **args
+    )
+    times["score"] = time.perf_counter() - start
+
+    summary = dict(
+        frame_rate=codec_model.frame_rate,
+        instruments=judge_model.instruments if judge_model else (),
+        reference=reference,
+        reference_probs=scored["real clips (ceiling)"].probs_NxL,
+    )
+    rows = {}
+    for name, s in scored.items():
+        floor = name.startswith("shuffled")
+        kwargs = {**summary, "reference": None if floor else reference}
+        rows[name] = scoring.summarise(s, clips, config, **kwargs)
+    held = [i for i, c in enumerate(clips) if c.group == "held-out templates"]
+    if held:
+        real_probs = scored["real clips (ceiling)"].probs_NxL
+        rows["model, held-out templates"] = scoring.summarise(
+            _subset(scored["model"], held),
+            [clips[i] for i in held],
+            config,
+            **{
+                **summary,
+                "reference": None,  # FD over fewer clips is not comparable
+                "reference_probs": None if real_probs is None else real_probs[held],
+            },
+        )
+
+    start = time.perf_counter()
+    continuation = _continuations(lm, codec_model, clips, config, progress)
+    times["continue"] = time.perf_counter() - start
+    return dict(
+        checkpoint=str(checkpoint),
+        codec=str(codec_path),
+        judge=str(judge) if judge else None,
+        tokens=str(tokens) if cache is not None else None,
+        manifest=str(manifest),
+        config=_config_dict(config),
+        clips=n,
+        rows=rows,
+        continuation=continuation,
+        seconds=times,
+        details=_details(clips, scored, generated, codec_model.sample_rate),
+    )
+
+
+def _subset(s: Scored, rows: list[int]) -> Scored:
+    def pick(x):
+        if x is None:
+            return None
+        return x[rows] if isinstance(x, np.ndarray) else [x[i] for i in rows]
+
+    return Scored(
+        pick(s.tempo),
+        pick(s.key),
+        pick(s.probs_NxL),
+        pick(s.embed_NxD),
+        pick(s.clap_N),
+        pick(s.copied_frames),
+    )
+
+
+def _continuations(lm, codec, clips: list[Clip], config: GenerateEvalConfig, progress) -> dict:
+    """Tempo and key agreement of prompt clip and continuation: model, ceiling, floor."""
+    m = min(config.continuations, len(clips))
+    if m < 2:
+        return {}
+    head = round(config.prompt_seconds * REAL_RATE)
+    total = round(config.continue_seconds * REAL_RATE)
+    subset = clips[:m]
+    first = [c.audio_CxT[:, :head] for c in subset]
+    after = [c.audio_CxT[:, head:total] for c in subset]
+    drums = [bool((c.entry.get("attributes") or {}).get("has_drums")) for c in subset]
+    cut = round(config.prompt_seconds * codec.sample_rate)
+    generated = []
+    for s in _batches(m, config.batch):
+        out = lm.continue_audio(
+            codec,
+            np.stack(first[s]),
+            REAL_RATE,
+            [c.prompt for c in subset[s]],
+            config.continue_seconds,
+            sampling=config.sampling,
+            seed=config.seed + s.start,
+        )
+        generated.extend(out[..., cut:])
+    firsts_codec = [audio_io.resample(f, REAL_RATE, codec.sample_rate) for f in first]
+    perm = scoring.derangement(m, config.seed + 1)
+    return {
+        "prompt_seconds": config.prompt_seconds,
+        "continue_seconds": config.continue_seconds,
+        "real continuation (ceiling)": scoring.agreement(first, after, REAL_RATE, drums),
+        "another clip's continuation (floor)": scoring.agreement(
+            first, [after[i] for i in perm], REAL_RATE, drums
+        ),
+        "model": scoring.agreement(firsts_codec, generated, codec.sample_rate, drums),
+    }
+
+
+def _config_dict(config: GenerateEvalConfig) -> dict:
+    from mgcore.config import to_dict
+
+    return to_dict(config)
+
+
+def _details(clips: list[Clip], scored: dict, generated, rate: int) -> dict:
+    """Per-clip values the plots need: asked and measured tempo and key, a few spectrograms."""
+    real, model = scored["real clips (ceiling)"], scored["model"]
+    return dict(
+        prompts=[c.prompt for c in clips],
+        asked_bpm=[c.asked.bpm for c in clips],
+        asked_key=[[c.asked.key, c.asked.mode] if c.asked.key else None for c in clips],
+        real_tempo=real.tempo,
+        model_tempo=model.tempo,
+        real_key=real.key,
+        model_key=model.key,
+        sample_rate=rate,
+        spectrogram_audio=[g.mean(0) for g in generated[:4]],
+    )
