@@ -195,11 +195,15 @@ def add_eval_commands(sub) -> None:
             "In-domain numbers, not comparable to MusicCaps figures."
         ),
     )
-    gen.add_argument("--checkpoint", required=True, help="LM: training workdir or saved folder")
+    gen.add_argument(
+        "--checkpoint", required=True, help="LM: training workdir, saved folder or pipeline folder"
+    )
     gen.add_argument("--manifest", required=True, help="manifest (.jsonl) with held-out clips")
     gen.add_argument("--split", default="test", help="split (default: test)")
     gen.add_argument("--n", type=_positive_int, default=32, help="prompts (default 32)")
-    gen.add_argument("--judge", help="judge model folder or workdir (instrument, CLAP, FD, KL)")
+    gen.add_argument(
+        "--judge", help="judge folder or workdir: instruments, CLAP, FD, KL (default: models/judge)"
+    )
     gen.add_argument("--codec", help="codec (default: the LM workdir's data.codec)")
     gen.add_argument("--tokens", help="training token cache (default: the workdir's data.tokens)")
     gen.add_argument("--seconds", type=_positive_float, default=8.0,

@@ -1,16 +1,15 @@
-"""The README's main job, for as much of the framework as exists so far.
+"""The README's main job (`musicgen demo`): music from three prompts and one continuation.
 
-It renders a small slice of the embedded captioned dataset (`musicgen data
-synth`), prints its statistics and `data check` report, draws one batch from
-the training pipeline, and measures one rendered clip with the audio core:
-loudness (BS.1770), STFT round trip, log-mel, and what a round trip through a
-32 kHz codec rate costs in the spectral distances codecs train with.
+With the reference model in the repo (or `--checkpoint`), it generates a clip for each
+prompt and continues a clip (the user's `--clip`, or one rendered from the embedded
+dataset), and writes into `--out`: 44.1 kHz WAV files, a log-mel spectrogram PNG of each,
+and `index.html` with audio players, spectrograms and prompts. It prints the time each
+stage took. `musicgen info FILE` prints a file's format, level and loudness.
 """
 
 from __future__ import annotations
 
-import collections
-import json
+import html
 import os
 import time
 from pathlib import Path
@@ -44,87 +43,133 @@ def print_file_report(path: str | os.PathLike) -> None:
         _line("integrated loudness", f"{float(loudness.integrated_loudness(x, sr)):.2f} LUFS")
 
 
-def _dataset_report(entries: list[dict]) -> None:
-    attrs = [e["attributes"] for e in entries]
-    genres = collections.Counter(a["genre"] for a in attrs)
-    instruments = collections.Counter(i for a in attrs for i in a["instruments"])
-    bpms = [a["bpm"] for a in attrs]
-    _line("clips / hours", f"{len(entries)} / {sum(e['duration'] for e in entries) / 3600:.3f}")
-    _line("splits", str(dict(collections.Counter(e["split"] for e in entries))))
-    _line("sources", str(dict(collections.Counter(a["source"] for a in attrs))))
-    _line("genres", ", ".join(f"{g} x{n}" for g, n in genres.most_common()))
-    _line("tempo range", f"{min(bpms)}-{max(bpms)} bpm")
-    _line("most used instruments", ", ".join(i for i, _ in instruments.most_common(6)))
-    for e in entries[:3]:
-        print(f'    "{e["caption"]}"')
+PROMPTS = (
+    "A cheerful celtic folk tune with fiddle and flute at 112 bpm in D major.",
+    "Upbeat rock song with electric guitar, electric bass and drums, 126 BPM, E minor.",
+    "A calm ambient piece with synth pad and piano, slow, in C major.",
+)
+CLIP_SECONDS = 4.0  # the opening of the clip that the continuation keeps
 
 
-def run(out_dir: str | os.PathLike = "runs/demo", hours: float = 0.05, seed: int = 0) -> dict:
-    """Runs the demo, prints its report and returns the measured numbers."""
-    import jax
-
-    from mgcore import audio, dsp, loudness
-    from mgcore import spectral_losses as sl
-    from mgcore.data.check import check_manifest
+def _demo_clip(out: Path, seed: int) -> tuple[np.ndarray, int, str, str]:
+    """A clip of the embedded dataset, rendered on the spot: (audio, rate, caption, path)."""
+    from mgcore import audio
     from mgcore.data.manifest import iter_manifest
-    from mgcore.data.pipeline import AudioLoader, AudioPipelineConfig
     from musicgen.synth.build import synth_dataset
 
+    synth_dataset(out / "embedded", 0.01, seed, workers=1, progress=False)
+    entries = [
+        e
+        for e in iter_manifest(out / "embedded" / "manifest.jsonl")
+        if e["duration"] >= CLIP_SECONDS
+    ]
+    entry = next((e for e in entries if e["split"] == "test"), entries[0])
+    x, rate = audio.load_audio(entry["path"], duration=CLIP_SECONDS)
+    return x, rate, entry["caption"], str(entry["path"])
+
+
+def _spectrogram_png(wav_CxT: np.ndarray, rate: int, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mgcore import dsp
+
+    spec = np.asarray(dsp.log_mel_spectrogram(wav_CxT.mean(0), rate, 2048, 512, 128))
+    fig, ax = plt.subplots(figsize=(9, 3))
+    seconds = wav_CxT.shape[-1] / rate
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, 128))
+    ax.set(xlabel="seconds", ylabel="mel band")
+    ax.set_title(title[:110], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _index_html(items: list[dict], timings: dict, title: str) -> str:
+    rows = []
+    for item in items:
+        rows.append(
+            f"<section><h2>{html.escape(item['kind'])}</h2>"
+            f"<p class=prompt>{html.escape(item['prompt'] or '(no prompt)')}</p>"
+            f'<audio controls preload=none src="{item["wav"]}"></audio>'
+            f'<img src="{item["png"]}" alt="log-mel spectrogram"></section>'
+        )
+    times = "".join(f"<li>{html.escape(k)}: {v:.1f} s</li>" for k, v in timings.items())
+    return (
+        "<!doctype html><meta charset=utf-8><title>musicgen demo</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
+        "img{width:100%}audio{width:100%}.prompt{font-style:italic}</style>"
+        f"<h1>musicgen demo</h1><p>{html.escape(title)}</p>"
+        + "".join(rows)
+        + f"<h2>Time per stage</h2><ul>{times}</ul>\n"
+    )
+
+
+def run(
+    out_dir: str | os.PathLike = "out",
+    *,
+    checkpoint=None,
+    prompts=PROMPTS,
+    duration: float = 10.0,
+    seed: int = 0,
+    clip: str | None = None,
+    refine_steps: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generates for `prompts` and continues a clip into `out_dir` (module docstring).
+
+    Returns the written files and the seconds each stage took.
+    """
+    import jax
+
+    from mgcore import audio
+    from musicgen.pipeline import MusicGen
+
     out = Path(out_dir)
-    started = time.perf_counter()
-    results: dict = {}
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
     print(f"musicgen demo: JAX {jax.__version__} on {jax.devices()[0].platform}")
-    print(f"[1/5] rendering {hours:g} h of the embedded dataset (seed {seed}) into {out / 'data'}")
-    summary = synth_dataset(out / "data", hours, seed, progress=False)
-    results["synth"] = summary
-    manifest = out / "data" / "manifest.jsonl"
-    entries = list(iter_manifest(manifest))
-    _line("rendering speed", f"{summary['realtime_factor']:.1f}x real time")
-    _dataset_report(entries)
-
-    print("[2/5] musicgen data check")
-    report = check_manifest(manifest, progress=False)
-    results["check"] = report.to_json()
-    print("\n".join("  " + line for line in report.format_table().splitlines()))
-
-    print("[3/5] one batch of the training pipeline (10 s crops, 32 kHz mono, -14 LUFS)")
-    cfg = AudioPipelineConfig(
-        sample_rate=CODEC_RATE,
-        channels=1,
-        crop_seconds=10.0,
-        batch_size=4,
-        seed=seed,
-        shard_index=0,
-        shard_count=1,
-    )
-    batch = next(AudioLoader(manifest, "train", cfg))
-    results["batch_shape"] = list(batch["audio"].shape)
-    _line("audio batch", f"{batch['audio'].shape} {batch['audio'].dtype}")
-    _line("captions", json.dumps(batch["caption"][0])[:70] + " ...")
-
-    print("[4/5] audio core on one rendered clip")
-    x, sr = audio.load_audio(entries[0]["path"])
-    print_file_report(entries[0]["path"])
-    normed = np.asarray(loudness.normalize_loudness(x, sr, -14.0))
-    results["lufs_after_normalisation"] = float(loudness.integrated_loudness(normed, sr))
-    _line("after normalising to -14 LUFS", f"{results['lufs_after_normalisation']:.3f} LUFS")
-    recon = jax.jit(lambda s: dsp.istft(dsp.stft(s, 2048, 512), 512, length=s.shape[-1]))(x)
-    results["istft_relative_error"] = float(
-        np.linalg.norm(np.asarray(recon) - x) / np.linalg.norm(x)
-    )
-    _line("iSTFT(STFT(x)) relative error", f"{results['istft_relative_error']:.2e}")
-    logmel = np.asarray(dsp.log_mel_spectrogram(x, sr, 2048, 512, 128))
-    _line("log-mel [channels, mels, frames]", f"{list(logmel.shape)}, max {logmel.max():.1f} dB")
-
-    print(f"[5/5] what a round trip through the {CODEC_RATE} Hz codec rate costs")
-    back = audio.resample(audio.resample(x, sr, CODEC_RATE), CODEC_RATE, sr)[..., : x.shape[-1]]
-    results["mel_distance_32k"] = float(
-        sl.multi_scale_mel_loss(back, x, sl.MultiScaleMelLoss.dac(sr))
-    )
-    results["stft_distance_32k"] = float(
-        sl.multi_resolution_stft_loss(back, x, sl.MultiResolutionSTFTLoss.dac())
-    )
-    _line("multi-scale mel distance (DAC's)", f"{results['mel_distance_32k']:.4f}")
-    _line("multi-resolution STFT distance (DAC's)", f"{results['stft_distance_32k']:.4f}")
-    print(f"done in {time.perf_counter() - started:.1f} s; the dataset is in {out / 'data'}")
-    return results
+    start = time.perf_counter()
+    mg = MusicGen.from_pretrained(checkpoint)
+    timings["load the model"] = time.perf_counter() - start
+    name = checkpoint or "the reference model (models/reference)"
+    print(f"[1/4] loaded {name} in {timings['load the model']:.1f} s")
+    items = []
+    options = dict(seed=seed, refine_steps=refine_steps, progress=progress)
+    print(f"[2/4] {len(prompts)} prompts, {duration:g} s each")
+    for i, prompt in enumerate(prompts):
+        wav = mg.generate([prompt], duration, **options)[0]
+        for stage, seconds in mg.timings.items():
+            timings[f"{stage}, prompts"] = timings.get(f"{stage}, prompts", 0.0) + seconds
+        items.append(dict(kind=f"prompt {i + 1}", prompt=prompt, audio=wav))
+        print(f"  {prompt!r}: " + ", ".join(f"{k} {v:.1f} s" for k, v in mg.timings.items()))
+    start = time.perf_counter()
+    if clip is None:
+        x, rate, caption, source = _demo_clip(out, seed)
+        timings["render a clip of the embedded dataset"] = time.perf_counter() - start
+    else:
+        x, rate = audio.load_audio(clip, duration=CLIP_SECONDS)
+        caption, source = None, clip
+    total = max(duration, x.shape[-1] / rate + 0.5 * duration)  # generate at least half
+    print(f"[3/4] continuing the first {x.shape[-1] / rate:.1f} s of {source} to {total:g} s")
+    wav = mg.generate_continuation(x, rate, [caption] if caption else None, total, **options)[0]
+    for stage, seconds in mg.timings.items():
+        timings[f"{stage}, continuation"] = seconds
+    items.append(dict(kind="continuation", prompt=caption, audio=wav))
+    print(f"[4/4] writing {out}")
+    start = time.perf_counter()
+    for i, item in enumerate(items):
+        stem = "continuation" if item["kind"] == "continuation" else f"prompt_{i + 1}"
+        item["wav"], item["png"] = f"{stem}.wav", f"{stem}.png"
+        audio.save_audio(out / item["wav"], item["audio"], mg.sample_rate)
+        _spectrogram_png(item["audio"], mg.sample_rate, out / item["png"], item["prompt"] or stem)
+    timings["write files"] = time.perf_counter() - start
+    (out / "index.html").write_text(_index_html(items, timings, str(name)))
+    for stage, seconds in timings.items():
+        _line(stage, f"{seconds:.1f} s")
+    print(f"open {out / 'index.html'}")
+    files = [out / "index.html"] + [out / i[k] for i in items for k in ("wav", "png")]
+    return {"files": files, "timings": timings, "items": items}

@@ -19,6 +19,7 @@ from mgcore.data.manifest import ManifestIndex
 from musicgen.evaluation import scoring
 from musicgen.evaluation.scoring import REAL_RATE, Clip, GenerateEvalConfig, Scored
 
+DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "models" / "judge"  # the committed one
 REFERENCE_CLIPS = 128  # at most this many real clips for the Fréchet distance's reference
 
 
@@ -60,9 +61,11 @@ def evaluate_generation(
     """Generates from `config.n` held-out prompts and scores every row (module docstring).
 
     Args:
-      checkpoint: the LM (a training workdir, a saved folder or a Hugging Face MusicGen).
+      checkpoint: the LM (a training workdir, a saved folder, a pipeline folder or a
+        Hugging Face MusicGen).
       manifest: the manifest whose held-out split gives prompts and real clips.
-      judge: the judge model's folder or workdir (None: no instrument, CLAP, FD, KL).
+      judge: the judge model's folder or workdir (None: the committed `models/judge`;
+        without one, no instrument, CLAP, FD and KL).
       codec: the codec (default: the LM workdir's `data.codec`).
       tokens: the training token cache for memorisation (default: the workdir's
         `data.tokens`; none: not measured).
@@ -79,14 +82,18 @@ def evaluate_generation(
     times = {}
     start = time.perf_counter()
     data = _workdir_data(checkpoint)
+    lm_path = checkpoint
+    if (Path(checkpoint) / "pipeline.json").is_file():  # a MusicGen pipeline folder
+        lm_path, data = Path(checkpoint) / "lm", {"codec": Path(checkpoint) / "codec"}
     codec_path = codec or data.get("codec")
     if not codec_path:
-        raise ValueError(f"{checkpoint} names no codec; pass --codec")
-    lm = LanguageModel.from_pretrained(checkpoint)
+        raise ConfigError(f"{checkpoint} names no codec; pass --codec")
+    lm = LanguageModel.from_pretrained(lm_path)
     tokens = tokens or data.get("tokens")
     cache = TokenCache(tokens) if tokens and Path(tokens).is_dir() else None
     codec_model = load_codec(str(codec_path), cache)
     judge_model = None
+    judge = judge if judge is not None else (DEFAULT_JUDGE if DEFAULT_JUDGE.is_dir() else None)
     if judge is not None:
         from musicgen.evaluation.judge import Judge
 

@@ -39,3 +39,35 @@ def judge_debug(tmp_path_factory, embedded_manifest):
             "--set", "train.wandb=disabled"]  # fmt: skip
     assert cli.main(args) == 0
     return work, args
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():
+    """A random MusicGen pipeline (1-layer LM, the debug codec, a 1-block refiner), 2 s max."""
+    from flax import nnx
+
+    from codec.api import random_codec
+    from diffusion.refiner import CoarseConfig, RefinerConfig, RefinerNet
+    from diffusion.refiner_api import Refiner
+    from musicgen.lm import LMConfig, MusicGenLM
+    from musicgen.lm_api import LanguageModel
+    from musicgen.pipeline import MusicGen
+    from musicgen.sampling import SamplingConfig
+    from musicgen.text import TextConfig
+
+    codec = random_codec()
+    with nnx.use_eager_sharding(False):
+        lm = MusicGenLM(LMConfig(num_codebooks=4, card=64, num_layers=1, dim=32, num_heads=4,
+                                 ffn_dim=64, text_dim=384), rngs=nnx.Rngs(0))  # fmt: skip
+        coarse = CoarseConfig(sample_rate=16000, hop_length=320, dim=16, codebooks=2)
+        net = RefinerNet(RefinerConfig(coarse=coarse, width=16, depth=1, noise_dim=16),
+                         rngs=nnx.Rngs(0))  # fmt: skip
+    language_model = LanguageModel(lm, TextConfig(kind="minilm"), 1.0, codec.frame_rate)
+    return MusicGen(language_model, codec, Refiner(net, codec), max_duration=2.0,
+                    sampling=SamplingConfig(top_k=20), refine_steps=2)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_folder(tiny_pipeline, tmp_path_factory):
+    """`tiny_pipeline` saved."""
+    return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny")

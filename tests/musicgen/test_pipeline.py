@@ -6,60 +6,44 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from flax import nnx
 
-from codec.api import random_codec
-from diffusion.refiner import CoarseConfig, RefinerConfig, RefinerNet
-from diffusion.refiner_api import Refiner
 from mgcore.weights import PretrainedError
 from musicgen import MusicGen, cli
-from musicgen.lm import LMConfig, MusicGenLM
-from musicgen.lm_api import LanguageModel
-from musicgen.sampling import SamplingConfig
-from musicgen.text import TextConfig
 
 RATE = 44100
+D = 0.4  # seconds: every call generates this much, so each program compiles once
 
 
-@pytest.fixture(scope="module")
-def tiny() -> MusicGen:
-    codec = random_codec()
-    with nnx.use_eager_sharding(False):
-        lm = MusicGenLM(LMConfig(num_codebooks=4, card=64, num_layers=1, dim=32, num_heads=4,
-                                 ffn_dim=64, text_dim=384), rngs=nnx.Rngs(0))  # fmt: skip
-        coarse = CoarseConfig(sample_rate=16000, hop_length=320, dim=16, codebooks=2)
-        net = RefinerNet(RefinerConfig(coarse=coarse, width=16, depth=1, noise_dim=16),
-                         rngs=nnx.Rngs(0))  # fmt: skip
-    language_model = LanguageModel(lm, TextConfig(kind="minilm"), 1.0, codec.frame_rate)
-    return MusicGen(language_model, codec, Refiner(net, codec), max_duration=2.0,
-                    sampling=SamplingConfig(top_k=20), refine_steps=2)  # fmt: skip
+@pytest.fixture
+def tiny(tiny_pipeline):
+    return tiny_pipeline
 
 
-@pytest.fixture(scope="module")
-def saved(tiny, tmp_path_factory):
-    return tiny.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny")
+@pytest.fixture
+def saved(tiny_pipeline_folder):
+    return tiny_pipeline_folder
 
 
 def test_generate_returns_44k_float32_reproducibly(tiny):
-    a = tiny.generate(["calm flute", "fast drums"], 0.5, seed=1, progress=False)
-    assert a.shape == (2, 1, round(0.5 * RATE)) and a.dtype == np.float32
+    a = tiny.generate(["calm flute", "fast drums"], D, seed=1, progress=False)
+    assert a.shape == (2, 1, round(D * RATE)) and a.dtype == np.float32
     assert np.isfinite(a).all() and np.abs(a).max() > 0
-    np.testing.assert_array_equal(tiny.generate(["calm flute", "fast drums"], 0.5, seed=1,
+    np.testing.assert_array_equal(tiny.generate(["calm flute", "fast drums"], D, seed=1,
                                                 progress=False), a)  # fmt: skip
-    assert not np.array_equal(tiny.generate(["calm flute", "fast drums"], 0.5, seed=2,
+    assert not np.array_equal(tiny.generate(["calm flute", "fast drums"], D, seed=2,
                                             progress=False), a)  # fmt: skip
-    plain = tiny.generate("calm flute", 0.5, seed=1, refine=False, progress=False)
-    assert plain.shape == (1, 1, round(0.5 * RATE)) and set(tiny.timings) == {"lm", "codec"}
-    uncond = tiny.generate_unconditional(2, 0.3, progress=False)
-    assert uncond.shape == (2, 1, round(0.3 * RATE))
+    plain = tiny.generate("calm flute", D, seed=1, refine=False, progress=False)
+    assert plain.shape == (1, 1, round(D * RATE)) and set(tiny.timings) == {"lm", "codec"}
+    uncond = tiny.generate_unconditional(2, D, progress=False)
+    assert uncond.shape == (2, 1, round(D * RATE))
 
 
 def test_continuation_takes_any_rate_and_channels(tiny, rng):
-    clip = (0.1 * rng.standard_normal((2, 11025))).astype(np.float32)  # 0.5 s stereo, 22.05k
-    out = tiny.generate_continuation(clip, 22050, ["more of it"], 1.0, progress=False)
-    assert out.shape == (1, 1, RATE)
-    none = tiny.generate_continuation(clip[:1], 22050, None, 0.8, refine=False, progress=False)
-    assert none.shape == (1, 1, round(0.8 * RATE))
+    clip = (0.1 * rng.standard_normal((2, 4410))).astype(np.float32)  # 0.2 s stereo, 22.05k
+    out = tiny.generate_continuation(clip, 22050, ["more of it"], D, progress=False)
+    assert out.shape == (1, 1, round(D * RATE))
+    none = tiny.generate_continuation(clip[:1], 22050, None, D, refine=False, progress=False)
+    assert none.shape == (1, 1, round(D * RATE))
 
 
 def test_save_and_load_give_the_same_audio(tiny, saved):
@@ -68,13 +52,13 @@ def test_save_and_load_give_the_same_audio(tiny, saved):
     assert {p.name for p in saved.iterdir()} == {"pipeline.json", "lm", "codec", "refiner"}
     loaded = MusicGen.from_pretrained(saved)
     assert loaded.max_duration == 2.0 and loaded.refine_steps == 2
-    want = tiny.generate(["calm flute"], 0.4, seed=3, progress=False)
-    np.testing.assert_array_equal(loaded.generate(["calm flute"], 0.4, seed=3, progress=False),
+    want = tiny.generate(["calm flute"], D, seed=3, progress=False)
+    np.testing.assert_array_equal(loaded.generate(["calm flute"], D, seed=3, progress=False),
                                   want)  # fmt: skip
     half = tiny.save_pretrained(saved.parent / "half", float16=True)
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*.safetensors"))  # noqa: E731
     assert size(half) < 0.55 * size(saved)
-    again = MusicGen.from_pretrained(half).generate(["calm flute"], 0.4, seed=3, progress=False)
+    again = MusicGen.from_pretrained(half).generate(["calm flute"], D, seed=3, progress=False)
     assert again.shape == want.shape and np.isfinite(again).all()
 
 
@@ -119,17 +103,17 @@ def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path, tiny):
 
 def test_cli_generates_numbered_files_and_continues(saved, tmp_path, capsys):
     out = tmp_path / "song.wav"
-    args = ["--checkpoint", str(saved), "--duration", "0.4", "--no-progress"]
+    args = ["--checkpoint", str(saved), "--duration", str(D), "--no-progress"]
     assert cli.main(["generate", "calm flute", "fast drums", *args, "-o", str(out)]) == 0
     for i in range(2):
         audio, rate = sf.read(tmp_path / f"song_{i}.wav")
-        assert rate == RATE and len(audio) == round(0.4 * RATE)
-    clip = tmp_path / "song_0.wav"
+        assert rate == RATE and len(audio) == round(D * RATE)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, np.zeros(round(0.2 * 22050)), 22050)
     cont = tmp_path / "more.flac"
-    assert cli.main(["continue", str(clip), "more flute", *args[:2], "--duration", "1.0",
-                     "--no-progress", "-o", str(cont), "--no-refine"]) == 0  # fmt: skip
+    assert cli.main(["continue", str(clip), "more flute", *args, "-o", str(cont)]) == 0
     audio, rate = sf.read(cont)
-    assert rate == RATE and len(audio) == RATE
+    assert rate == RATE and len(audio) == round(D * RATE)
 
 
 @pytest.mark.parametrize(

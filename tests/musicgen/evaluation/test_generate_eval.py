@@ -38,9 +38,11 @@ def test_derangement_has_no_fixed_point():
 
 
 def test_summarise_counts_only_what_the_prompts_ask():
-    clips = [clip("A minor piano piece with drums at 120 bpm"),  # asks tempo, key, piano+drums
-             clip("piano and drums at 120 bpm"),                  # asks tempo, instruments
-             clip("a sad song in A minor")]                       # asks key only
+    clips = [
+        clip("A minor piano piece with drums at 120 bpm"),  # asks tempo, key, piano+drums
+        clip("piano and drums at 120 bpm"),  # asks tempo, instruments
+        clip("a sad song in A minor"),
+    ]  # asks key only
     scored = Scored(
         tempo=[121.0, 240.0, None], key=[("A", "minor"), None, ("C", "major")],
         probs_NxL=np.array([[0.9, 0.8], [0.9, 0.1], [0.2, 0.2]]),
