@@ -80,6 +80,25 @@ def _cmd_continue(args: argparse.Namespace) -> int:
     return _run(mg, call, paths)
 
 
+def _cmd_assemble(args: argparse.Namespace) -> int:
+    from codec.api import Codec
+    from diffusion.refiner_api import Refiner
+    from musicgen.lm_api import LanguageModel
+    from musicgen.pipeline import MusicGen
+
+    refiner = Refiner.from_pretrained(args.refiner) if args.refiner else None
+    mg = MusicGen(
+        LanguageModel.from_pretrained(args.lm),
+        Codec.from_pretrained(args.codec),
+        refiner,
+        max_duration=args.max_duration,
+    )
+    out = mg.save_pretrained(args.out, float16=args.float16)
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    print(f"written: {out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
@@ -134,3 +153,23 @@ def add_generate_commands(sub) -> None:
     )
     _sampling_flags(cont)
     cont.set_defaults(func=_cmd_continue)
+
+    asm = sub.add_parser(
+        "assemble",
+        help="join a trained LM, codec and refiner into one pipeline folder",
+        description="Loads each stage (training workdir or saved folder) and writes a "
+        "pipeline folder that `musicgen generate --checkpoint` and MusicGen.from_pretrained "
+        "load.",
+    )
+    asm.add_argument("--lm", required=True, help="LM workdir or saved folder")
+    asm.add_argument("--codec", required=True, help="codec workdir or saved folder")
+    asm.add_argument("--refiner", help="refiner workdir or saved folder (optional)")
+    asm.add_argument("--out", required=True, help="pipeline folder to write")
+    asm.add_argument(
+        "--max-duration",
+        type=_positive_float,
+        default=120.0,
+        help="longest generation allowed, seconds (default 120)",
+    )
+    asm.add_argument("--float16", action="store_true", help="store weights as float16")
+    asm.set_defaults(func=_cmd_assemble)

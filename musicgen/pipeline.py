@@ -14,8 +14,9 @@ or a pipeline without a refiner).
 
 A pipeline folder (`save_pretrained`) holds `pipeline.json` (format, version, the maximum
 duration, default sampling and refiner steps) and one folder per stage in that stage's own
-format: `lm/`, `codec/`, `refiner/` (optional). No pickle anywhere; `float16=True` halves
-the weights (the reference model is stored so). `from_pretrained` also assembles a pipeline
+format: `lm/`, `codec/`, `refiner/` (optional; when its `codec/` is the LM's codec, the
+top-level `codec/` is left out). No pickle anywhere; `float16=True` halves the weights
+(the reference model is stored so). `from_pretrained` also assembles a pipeline
 from a Hugging Face MusicGen folder (its T5, decoder and EnCodec 32 kHz) plus, optionally,
 a refiner of this framework trained on that codec.
 """
@@ -40,6 +41,19 @@ VERSION = 1
 CONFIG_FILE = "pipeline.json"
 OUTPUT_RATE = 44100
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "models" / "reference"
+
+
+def same_codec(a, b) -> bool:
+    """Whether two codecs have the same config and weights (a folder stores it once)."""
+
+    from mgcore.weights import flatten_state
+
+    if a is b:
+        return True
+    if a.config != b.config:
+        return False
+    fa, fb = flatten_state(a.state), flatten_state(b.state)
+    return fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) for k in fa)
 
 
 class MusicGen:
@@ -314,9 +328,10 @@ class MusicGen:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             self.lm.save_pretrained(tmp / "lm")
-            self.codec.save_pretrained(tmp / "codec")
             if self.refiner is not None:
                 self.refiner.save_pretrained(tmp / "refiner")
+            if self.refiner is None or not same_codec(self.codec, self.refiner.codec):
+                self.codec.save_pretrained(tmp / "codec")  # else the refiner's copy serves
             if float16:
                 for path in tmp.rglob("*.safetensors"):
                     to_float16(path)
@@ -386,9 +401,14 @@ class MusicGen:
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise PretrainedError(f"{path} is not a {FORMAT} v{VERSION} file")
         lm = LanguageModel.from_pretrained(directory / "lm")
-        codec = Codec.from_pretrained(directory / "codec")
-        if chosen is None and meta.get("refiner"):
-            chosen = Refiner.from_pretrained(directory / "refiner")
+        saved = Refiner.from_pretrained(directory / "refiner") if meta.get("refiner") else None
+        chosen = chosen or saved
+        if (directory / "codec").is_dir():
+            codec = Codec.from_pretrained(directory / "codec")
+        elif saved is not None:
+            codec = saved.codec
+        else:
+            raise PretrainedError(f"{directory} has neither codec/ nor refiner/codec/")
         settings = dict(
             max_duration=meta["max_duration"],
             refine_steps=meta["refine_steps"],
