@@ -12,6 +12,7 @@ CASES = {
     "attention.py": ["--quick"],
     "codec.py": ["--quick"],
     "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
+    "end_to_end.py": ["--seconds", "1", "--repeats", "1", "--refine-steps", "2"],
     "lm_sampling.py": ["--quick"],
     "lm_train.py": ["--quick"],
     "pipeline_throughput.py": ["--clips", "8"],
