@@ -11,8 +11,8 @@ embedded dataset on 2 CPU cores, then assembled into one float16 pipeline folder
     musicgen assemble --lm runs/reference/lm --codec runs/reference/codec \\
         --refiner runs/reference/refiner --out models/reference --float16
 
-- `codec`: `codec_tiny` for 1200 steps on 2 h (about 40 minutes);
-- `refiner`: `refiner_tiny` for 2000 steps on 2 h over that codec (about 60 minutes);
+- `codec`: `codec_tiny` for 1200 steps on 2 h (48 minutes, shared CPU);
+- `refiner`: `refiner_tiny` for 2000 steps on 2 h over that codec (43 minutes);
 - `lm`: `lm_tiny` on the codec's tokens of 8 h (1273 training clips, 4x the 2 h set; with
   2 h the caption helped only on training clips), 1000 steps (about 25 minutes).
 

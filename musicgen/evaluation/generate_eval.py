@@ -82,16 +82,21 @@ def evaluate_generation(
     times = {}
     start = time.perf_counter()
     data = _workdir_data(checkpoint)
-    lm_path = checkpoint
-    if (Path(checkpoint) / "pipeline.json").is_file():  # a MusicGen pipeline folder
-        lm_path, data = Path(checkpoint) / "lm", {"codec": Path(checkpoint) / "codec"}
-    codec_path = codec or data.get("codec")
-    if not codec_path:
-        raise ConfigError(f"{checkpoint} names no codec; pass --codec")
-    lm = LanguageModel.from_pretrained(lm_path)
     tokens = tokens or data.get("tokens")
     cache = TokenCache(tokens) if tokens and Path(tokens).is_dir() else None
-    codec_model = load_codec(str(codec_path), cache)
+    if (Path(checkpoint) / "pipeline.json").is_file():  # a MusicGen pipeline folder
+        from musicgen.pipeline import MusicGen
+
+        pipeline = MusicGen.from_pretrained(checkpoint)
+        lm, codec_model, codec_path = pipeline.lm, pipeline.codec, codec or checkpoint
+        if codec is not None:
+            codec_model = load_codec(str(codec), cache)
+    else:
+        codec_path = codec or data.get("codec")
+        if not codec_path:
+            raise ConfigError(f"{checkpoint} names no codec; pass --codec")
+        lm = LanguageModel.from_pretrained(checkpoint)
+        codec_model = load_codec(str(codec_path), cache)
     judge_model = None
     judge = judge if judge is not None else (DEFAULT_JUDGE if DEFAULT_JUDGE.is_dir() else None)
     if judge is not None:
