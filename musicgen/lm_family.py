@@ -62,6 +62,9 @@ class LMDataConfig:
         attributes besides its own (`TokenPipelineConfig.caption_variants`; 0: off).
       eval_batches: held-out batches the evaluation hook scores (each `batch_size`).
       eval_generate: captions the hook generates for; `eval_seconds` of audio each.
+      eval_judge: a judge folder or workdir (`musicgen/evaluation/judge.py`); the hook
+        then also logs the prompted-instrument share and CLAP score of its generations
+        ("": tempo and key only).
       seed: shuffling, crops and caption dropout.
     """
 
@@ -78,6 +81,7 @@ class LMDataConfig:
     eval_batches: int = 4
     eval_generate: int = 2
     eval_seconds: float = 4.0
+    eval_judge: str = ""
     seed: int = 0
 
 
@@ -189,6 +193,17 @@ class LMFamily:
                     f"{self.config.text.kind} encoder gives {self._conditioner.dim}"
                 )
         return self._conditioner
+
+    @property
+    def judge(self):
+        """The evaluation judge of `data.eval_judge`, or None."""
+        if not self.config.data.eval_judge:
+            return None
+        if getattr(self, "_judge", None) is None:
+            from musicgen.evaluation.judge import Judge
+
+            self._judge = Judge.from_pretrained(self.config.data.eval_judge)
+        return self._judge
 
     @property
     def codec(self):
@@ -313,7 +328,7 @@ class LMFamily:
             writer.image(step, f"eval/generated_log_mel_{i}", np.asarray(spec))
         # The harness's tempo and key adherence (`musicgen eval generate`), on these few.
         attributes = [line.get("attributes") or {} for line in lines]
-        writer.scalars(step, adherence(audio_BxCxT, rate, captions, attributes))
+        writer.scalars(step, adherence(audio_BxCxT, rate, captions, attributes, self.judge))
         log.info("step %d: generated for %s", step, captions)
 
 

@@ -60,7 +60,8 @@ log = logging.getLogger("musicgen.data")
 FORMAT = "musicgen-jax-token-cache"
 VERSION = 1
 META_FILE = "cache.json"
-DEFAULT_SHARD_FRAMES = 1 << 18  # 262 k frames: 87 min at 50 Hz, 2 MB at K=4 int16; a killed encode loses less
+# 262 k frames a shard: 87 min at 50 Hz, 2 MB at K=4 int16; a killed encode loses at most that.
+DEFAULT_SHARD_FRAMES = 1 << 18
 DEFAULT_LUFS = -16.0  # codec.family.CodecDataConfig's default, what codec recipes train on
 
 

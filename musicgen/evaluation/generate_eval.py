@@ -196,6 +196,13 @@ def evaluate_generation(
     start = time.perf_counter()
     continuation = _continuations(lm, codec_model, clips, config, progress)
     times["continue"] = time.perf_counter() - start
+    judge_check = None
+    if judge_model is not None:  # its own sanity check: real held-out clips and captions
+        from musicgen.evaluation.judge_family import evaluate_judge
+
+        start = time.perf_counter()
+        judge_check = evaluate_judge(judge_model, str(manifest), config.split, config.seconds)
+        times["judge check"] = time.perf_counter() - start
     return dict(
         checkpoint=str(checkpoint),
         codec=str(codec_path),
@@ -206,6 +213,7 @@ def evaluate_generation(
         clips=n,
         rows=rows,
         continuation=continuation,
+        judge_check=judge_check,
         seconds=times,
         details=_details(clips, scored, generated, codec_model.sample_rate),
     )

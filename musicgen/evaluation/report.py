@@ -76,11 +76,16 @@ def markdown(report: dict) -> str:
                 )
     judge = report.get("judge_check")
     if judge:
+        g = lambda k: judge.get(k, float("nan"))  # noqa: E731
         lines += [
             "",
-            "Judge on real held-out clips (its own sanity check): "
-            + ", ".join(f"{k} {v:.3f}" for k, v in judge.items() if isinstance(v, (int, float)))
-            + ".",
+            f"Judge on the split's {g('clips'):.0f} real clips (its own sanity check): all "
+            f"instruments found {g('instrument_all_found'):.3f} (chance "
+            f"{g('instrument_all_found_chance'):.3f}), instrument F1 "
+            f"{g('instrument_f1_micro'):.3f} (chance {g('instrument_f1_chance'):.3f}), "
+            f"text-to-audio retrieval R@1 {g('text_to_audio_r1'):.3f} and R@5 "
+            f"{g('text_to_audio_r5'):.3f} (chance {g('retrieval_r1_chance'):.3f} and "
+            f"{g('retrieval_r5_chance'):.3f}).",
         ]
     secs = report.get("seconds") or {}
     lines += ["", "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()) + "."]

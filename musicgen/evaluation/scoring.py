@@ -156,8 +156,7 @@ def measure(audio, rate: int, clips: list[Clip], judge, text_NxD, frame_index=No
     ]
     probs = embed = clap = None
     if judge is not None:
-        probs = judge.instrument_probs(list(audio), rate)
-        embed = judge.audio_embeddings(list(audio), rate)
+        embed, probs = judge.analyze(list(audio), rate)
         clap = np.sum(embed * text_NxD, axis=-1)
     copied = None
     if frame_index is not None and codes is not None:
@@ -227,20 +226,21 @@ def agreement(first, rest, rate: int, drums: list[bool]) -> dict:
     return row
 
 
-def adherence(audio, rate: int, prompts, attributes) -> dict[str, float]:
-    """Tempo and key adherence of a few generations, as `eval/...` scalars (the LM
-    training hook's part of the harness; shares are absent where no prompt asks)."""
-    wanted = [asked(p, a or {}) for p, a in zip(prompts, attributes, strict=True)]
-    pairs = list(zip(audio, wanted, strict=True))
-    tempo = [music.tempo_match(a.bpm, music.estimate_tempo(x, rate))
-             for x, a in pairs if a.bpm and a.has_drums]  # fmt: skip
-    keys = [music.key_match(a.key, a.mode, *music.estimate_key(x, rate)) for x, a in pairs if a.key]
-    out = {"eval/adherence_tempo_n": float(len(tempo)), "eval/adherence_key_n": float(len(keys))}
-    if tempo:
-        out["eval/adherence_tempo_match"] = float(np.mean([t == "match" for t in tempo]))
-    if keys:
-        out["eval/adherence_key_match"] = float(np.mean([k == "match" for k in keys]))
-    return out
+HOOK_METRICS = ("tempo_match", "tempo_n", "key_match", "key_n", "instruments_match",
+                "instruments_n", "clap")  # fmt: skip
+
+
+def adherence(audio, rate: int, prompts, attributes, judge=None) -> dict[str, float]:
+    """The harness's prompt adherence on a few generations, as `eval/adherence_*` scalars
+    (the LM training hook): tempo and key, and with a judge the prompted instruments and
+    the CLAP score. A share is absent where no prompt asks for its attribute."""
+    clips = [Clip({"attributes": a or {}}, p, "caption", asked(p, a or {}), np.zeros((1, 0)))
+             for p, a in zip(prompts, attributes, strict=True)]  # fmt: skip
+    text = judge.text_embeddings(list(prompts)) if judge is not None else None
+    scored = measure(list(audio), rate, clips, judge, text)
+    instruments = judge.instruments if judge is not None else ()
+    row = summarise(scored, clips, GenerateEvalConfig(), instruments=instruments)
+    return {f"eval/adherence_{k}": float(row[k]) for k in HOOK_METRICS if row.get(k) is not None}
 
 
 def write_json(path: str | os.PathLike, value) -> Path:

@@ -351,3 +351,19 @@ def test_folder_errors(checkpoint, tmp_path):
         load_hf_musicgen(bad)
     with pytest.raises(PretrainedError, match="not a folder"):
         load_hf_musicgen(tmp_path / "nowhere")
+
+
+def test_a_pipeline_assembles_from_the_folder(checkpoint):
+    """`MusicGen.from_pretrained(hf_folder)`: the imported LM and EnCodec, at 44.1 kHz."""
+    from mgcore.audio import resample
+    from musicgen.pipeline import MusicGen
+
+    _, folder, lm, codec = checkpoint
+    mg = MusicGen.from_pretrained(folder)
+    assert mg.refiner is None and mg.codec.sample_rate == 32_000
+    audio = mg.generate(TEXTS[:1], 0.02, temperature=0.0, refine=False, progress=False)
+    greedy = SamplingConfig(temperature=0.0, cfg_coef=mg.sampling.cfg_coef)
+    codes = lm.generate(TEXTS[:1], round(0.02 * codec.frame_rate), sampling=greedy)
+    want = resample(codec.decode(codes, 640)[0], 32_000, 44_100)[..., : round(0.02 * 44_100)]
+    assert audio.shape == (1, 1, round(0.02 * 44_100))
+    np.testing.assert_allclose(audio[0], want, atol=1e-6)

@@ -98,3 +98,19 @@ def test_eval_generate_writes_ceiling_floor_and_model_rows(
             "spectrogram_0.png"} <= names  # fmt: skip
     md = (out / "generate_eval.md").read_text()
     assert "not comparable to published MusicCaps figures" in md and "| model |" in md
+    assert "Judge on the split" in md and report["judge_check"]["clips"] >= 2
+
+
+def test_adherence_hook_with_a_judge_adds_instruments_and_clap(judge_debug):
+    from musicgen.evaluation.judge import Judge
+
+    judge = Judge.from_pretrained(judge_debug[0])
+    name = judge.instruments[0]
+    prompts = [f"a tune with {name} at 120 bpm", "a tune at 120 bpm"]
+    attrs = [{**ATTRS, "instruments": [name]}, {**ATTRS, "instruments": []}]
+    out = scoring.adherence([click_track(120, 2.0)] * 2, RATE, prompts, attrs, judge)
+    assert out["eval/adherence_instruments_n"] == 1.0  # only the first prompt names one
+    assert out["eval/adherence_instruments_match"] in (0.0, 1.0)
+    text = judge.text_embeddings(prompts)
+    audio = judge.audio_embeddings([click_track(120, 2.0)] * 2, RATE)
+    assert out["eval/adherence_clap"] == pytest.approx(float(np.mean(np.sum(text * audio, -1))))
