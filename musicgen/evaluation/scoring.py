@@ -181,14 +181,16 @@ def summarise(
     """One report row: the metrics of `scored` against the prompts of `clips`."""
     row: dict = {"clips": len(clips)}
     tempo = [
-        music.tempo_match(c.asked.bpm, t) for c, t in zip(clips, scored.tempo, strict=True) if t
+        music.tempo_match(c.asked.bpm, t)
+        for c, t in zip(clips, scored.tempo, strict=True)
+        if t is not None  # silence measures 0 bpm: a miss, not left out
     ]
     for name in ("match", "octave"):
         row[f"tempo_{name}"], row["tempo_n"] = _share([t == name for t in tempo])
     keys = [
         music.key_match(c.asked.key, c.asked.mode, *k)
         for c, k in zip(clips, scored.key, strict=True)
-        if k
+        if k is not None
     ]
     for name in ("match", "relative", "fifth", "parallel"):
         row[f"key_{name}"], row["key_n"] = _share([k == name for k in keys])

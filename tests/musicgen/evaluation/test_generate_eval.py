@@ -61,6 +61,14 @@ def test_summarise_counts_only_what_the_prompts_ask():
     assert row["copy_longest_s_max"] == pytest.approx(6.0)
 
 
+def test_silence_is_a_tempo_miss_not_left_out():
+    clips = [clip("drums at 120 bpm"), clip("drums at 120 bpm")]
+    scored = Scored(tempo=[120.0, 0.0], key=[None, None], probs_NxL=None, embed_NxD=None,
+                    clap_N=None, copied_frames=None)  # fmt: skip
+    row = scoring.summarise(scored, clips, GenerateEvalConfig())
+    assert (row["tempo_match"], row["tempo_n"]) == (0.5, 2)
+
+
 def test_adherence_hook_on_click_tracks():
     prompts = ["drums at 120 bpm", "drums at 90 bpm"]
     audio = [click_track(120), click_track(120)]
