@@ -19,6 +19,8 @@ CASES = {
     "refiner.py": ["--quick"],
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
+# Smoke runs of 20-110 s each (PyTorch peers included): with `-m slow` only.
+SLOW = {"codec.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
 
 
 def test_every_benchmark_has_a_smoke_case():
@@ -26,7 +28,9 @@ def test_every_benchmark_has_a_smoke_case():
     assert sorted(scripts) == sorted(CASES)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(CASES)]
+)
 def test_benchmark_prints_a_ratio_last(name):
     out = subprocess.run(
         [sys.executable, str(BENCH / name), *CASES[name]],

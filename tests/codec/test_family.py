@@ -21,6 +21,7 @@ from musicgen import cli
 EXPERIMENT = "experiments/codec_tiny.py:debug"
 
 
+@pytest.mark.slow  # 54 s on 2 cores
 def test_one_backward_pass_gives_each_side_its_own_gradient(rng):
     config = load_experiment(EXPERIMENT, ["loss.adversarial_start=0"])
     with nnx.use_eager_sharding(False):
@@ -107,6 +108,7 @@ class _Preempted(CodecFamily):
         return loader
 
 
+@pytest.mark.slow  # 49 s; tests/musicgen/test_train.py checks the same resume through the CLI
 def test_sigterm_then_restart_gives_the_uninterrupted_losses(tmp_path, manifest):
     config = load_experiment(EXPERIMENT, [f"data.manifest={manifest}"])
     config = dataclasses.replace(
