@@ -64,7 +64,7 @@ def evaluate_generation(
       checkpoint: the LM (a training workdir, a saved folder, a pipeline folder or a
         Hugging Face MusicGen).
       manifest: the manifest whose held-out split gives prompts and real clips.
-      judge: the judge model's folder or workdir (None: the committed `models/judge`;
+      judge: the judge model's folder or workdir (None: `models/judge` if a judge was saved there;
         without one, no instrument, CLAP, FD and KL).
       codec: the codec (default: the LM workdir's `data.codec`).
       tokens: the training token cache for memorisation (default: the workdir's
