@@ -1,4 +1,4 @@
-"""Attention speed on CPU: `musicgen.attention`'s formulations against PyTorch's SDPA.
+"""Attention speed on CPU: `musicgen.lm.attention`'s formulations against PyTorch's SDPA.
 
 Causal self-attention at MusicGen-like shapes (B, T, H, D): "tiny" (8, 500, 8, 32), the
 small LM (4, 1500, 16, 64) and "long" (2, 3000, 16, 64: a 60 s clip at 50 steps/s).
@@ -62,7 +62,7 @@ def jax_runs(shape, impls, block_q, block_k) -> tuple[dict, dict, tuple]:
     import jax
     import jax.numpy as jnp
 
-    from musicgen.attention import dot_product_attention
+    from musicgen.lm.attention import dot_product_attention
 
     b, t, h, d = shape
     keys = jax.random.split(jax.random.key(0), 4)
@@ -153,7 +153,7 @@ def memory_child(impl: str, shape: str) -> None:
         import jax
         import jax.numpy as jnp
 
-        from musicgen.attention import dot_product_attention
+        from musicgen.lm.attention import dot_product_attention
 
         q, k, v = (jnp.full((b, t, h, d), 0.1 * i, jnp.float32) for i in range(3))
         loss = lambda q, k, v: dot_product_attention(q, k, v, causal=True, impl=impl).sum()  # noqa: E731
@@ -205,7 +205,7 @@ def main() -> None:
     peaks = {} if args.no_memory else memory(args.shapes, [*args.impls, "torch"])
     import jax
 
-    from musicgen.attention import block_size
+    from musicgen.lm.attention import block_size
 
     threads = len(os.sched_getaffinity(0))  # XLA's CPU client runs one thread per core
     torch_threads = [1] if args.quick else sorted({threads, 1}, reverse=True)

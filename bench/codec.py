@@ -2,7 +2,7 @@
 
 Both run the same network with the same weights: a random `EncodecModel` is created in
 transformers, saved to a temporary folder and imported through `Codec.from_pretrained`
-(`codec/pretrained.py`). Shapes: "tiny" (an EnCodec-style toy) and "32khz", the
+(`codec/hf_import.py`). Shapes: "tiny" (an EnCodec-style toy) and "32khz", the
 `facebook/encodec_32khz` configuration that MusicGen tokenises with (ratios 8, 5, 4, 4;
 64 filters; latent 128; 2 LSTM layers; 4 codebooks of 2048; non-causal, reflect, no
 conv shortcut). Input: `--seconds` of audio, batch 1. JAX runs jitted, timed after one

@@ -2,7 +2,7 @@
 
 Both frameworks run the same decoder with the same weights: a random transformers
 `MusicgenForConditionalGeneration` (its text encoder and codec are tiny stand-ins that never
-run) is converted with `musicgen.hf_import.lm_from_hf_model`. Shapes: "tiny" (8 layers,
+run) is converted with `musicgen.lm.hf_import.lm_from_hf_model`. Shapes: "tiny" (8 layers,
 512 wide, 8 heads) and "small" (MusicGen-small: 24 layers, 1024 wide, 16 heads, ffn 4096),
 both over EnCodec 32 kHz's 4 codebooks x 2048 at 50 frames/s with the delay pattern
 (F frames take F + 3 steps), conditioned on 20 text states of T5-base's width (768).
@@ -36,6 +36,9 @@ buffers XLA materialises per step, read off the compiled HLO); the peak RSS of g
 30 s and 2 minutes at batch 4 with guidance (tiny shape, sliding 30 s windows with
 MusicGen's 18 s stride) in fresh subprocesses; last, the speed ratios ours / transformers.
 
+The shapes and both samplers are in `bench/_lm_models.py`; the bandwidth, the roofline and
+the profile in `bench/_lm_roofline.py`.
+
     .venv/bin/python bench/lm_sampling.py [--shapes tiny,small] [--seconds 5]
         [--small-frames 100] [--repeats 3] [--torch-threads 2,1] [--memory-seconds 30,120]
         [--quick]
@@ -48,196 +51,41 @@ import functools
 import json
 import math
 import os
-import re
 import statistics
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 # Python puts this script's folder first on sys.path, where bench/codec.py would shadow the
-# `codec` package that `musicgen.hf_import` imports.
+# `codec` package that `musicgen.lm.hf_import` imports.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from bench._lm_models import (  # noqa: E402
+    BATCHES,
+    CFG,
+    FRAME_RATE,
+    PROBE_FRAMES,
+    SHAPES,
+    STRIDE_SECONDS,
+    TOP_K,
+    VARIANTS,
+    WINDOW_SECONDS,
+    K,
+    _label,
+    _seconds,
+    _text,
+    hf_generate,
+    hf_musicgen,
+    ours_generate,
+    tiny_lm_config,
+)
+from bench._lm_roofline import print_roofline, profile, read_bandwidth  # noqa: E402
 from bench._memory import peak, run_child, status_kib  # noqa: E402
-
-SHAPES = {
-    # name: decoder layers, width, heads, MLP width
-    "tiny": dict(layers=8, dim=512, heads=8, ffn=2048),
-    "small": dict(layers=24, dim=1024, heads=16, ffn=4096),
-}
-K, CARD, FRAME_RATE = 4, 2048, 50  # EnCodec 32 kHz: 4 codebooks x 2048, 50 frames/s
-TEXT_DIM, TEXT_TOKENS = 768, 20  # T5-base states of a ~20-token caption
-CFG, TOP_K = 3.0, 250
-WINDOW_SECONDS, STRIDE_SECONDS = 30.0, 18.0  # MusicGen's context and extend stride
-# Our weight variants: the weights' dtype -> the compute dtype they are sampled with.
-VARIANTS = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
-BATCHES = (1, 4)
-PROBE_FRAMES = 5  # PyTorch's short probe run at each thread count
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _text(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (
-        rng.standard_normal((batch, TEXT_TOKENS, TEXT_DIM)).astype(np.float32),
-        np.ones((batch, TEXT_TOKENS), np.int32),
-    )
-
-
-# ---------------------------------------------------------------------------- models
-def hf_musicgen(shape: str, seed: int = 0):
-    """A random transformers MusicGen whose decoder has `shape` (no dropout)."""
-    import torch
-    import transformers
-
-    s = SHAPES[shape]
-    decoder = transformers.MusicgenDecoderConfig(
-        vocab_size=CARD,
-        num_codebooks=K,
-        num_hidden_layers=s["layers"],
-        hidden_size=s["dim"],
-        num_attention_heads=s["heads"],
-        ffn_dim=s["ffn"],
-        max_position_embeddings=2048,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        layerdrop=0.0,
-        pad_token_id=CARD,
-        bos_token_id=CARD,
-        decoder_start_token_id=CARD,
-    )
-    # Stand-ins that never run here: T5-base's width (so enc_to_dec_proj maps 768 -> dim),
-    # and a tiny EnCodec.
-    text = transformers.T5Config(
-        d_model=TEXT_DIM, num_layers=1, num_heads=12, d_kv=64, d_ff=256, vocab_size=128
-    )
-    audio = transformers.EncodecConfig(
-        sampling_rate=8000,
-        num_filters=8,
-        hidden_size=32,
-        upsampling_ratios=[4, 4, 2],
-        num_lstm_layers=1,
-        codebook_size=CARD,
-        target_bandwidths=[8.0],
-    )
-    config = transformers.MusicgenConfig(
-        text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict()
-    )
-    torch.manual_seed(seed)
-    return transformers.MusicgenForConditionalGeneration(config).eval()
-
-
-def tiny_lm_config():
-    from musicgen.lm import LMConfig
-
-    s = SHAPES["tiny"]
-    return LMConfig(
-        num_codebooks=K,
-        card=CARD,
-        num_layers=s["layers"],
-        dim=s["dim"],
-        num_heads=s["heads"],
-        ffn_dim=s["ffn"],
-        text_dim=TEXT_DIM,
-    )
-
-
-def ours_generate(model, text, mask, frames: int, dtype: str, temperature: float = 1.0):
-    """Codes `[B, K, frames]` from our sampler, one window."""
-    from musicgen.sampling import SamplingConfig, generate_codes
-
-    sampling = SamplingConfig(temperature=temperature, top_k=TOP_K, cfg_coef=CFG, dtype=dtype)
-    return generate_codes(
-        model, text, mask, frames, sampling=sampling, seed=0, window=frames, stride=frames
-    )
-
-
-def hf_generate(hf, text, mask, frames: int, greedy: bool = False) -> np.ndarray:
-    """Codes `[B, K, frames]` from transformers' decoder loop with guidance."""
-    import torch
-    import transformers
-
-    with torch.inference_mode():
-        states, masks = torch.from_numpy(text), torch.from_numpy(mask).long()
-        # As MusicgenForConditionalGeneration: zero states, zero mask for the null rows.
-        states = torch.cat([states, torch.zeros_like(states)])
-        masks = torch.cat([masks, torch.zeros_like(masks)])
-        states = hf.enc_to_dec_proj(states) * masks[..., None]
-        cache = transformers.EncoderDecoderCache(
-            transformers.DynamicCache(), transformers.DynamicCache()
-        )
-        sampling = dict(do_sample=False) if greedy else dict(do_sample=True, top_k=TOP_K)
-        start = torch.full((text.shape[0] * K, 1), CARD)
-        codes = hf.decoder.generate(
-            start,
-            # Else generate masks the start step out, its token being the pad id too.
-            attention_mask=torch.ones_like(start),
-            encoder_hidden_states=states,
-            encoder_attention_mask=masks,
-            guidance_scale=CFG,
-            max_length=frames + K,  # the start step and frames + 3 steps
-            num_return_sequences=1,
-            cache=cache,
-            **sampling,
-        )
-    return codes.numpy()
-
-
-# ---------------------------------------------------------------------------- bandwidth
-def read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> dict:
-    """GB/s of summing a float32 array far larger than the caches (medians).
-
-    Returns {"numpy 1 thread", f"numpy {threads} threads", "jax (XLA)"}.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    a = np.ones(mib * 2**18, np.float32)
-    parts = np.array_split(a, threads)
-    ja = jnp.asarray(a)
-    total = jax.jit(jnp.sum)
-    runs = {
-        "numpy 1 thread": lambda: a.sum(),
-        f"numpy {threads} threads": lambda: sum(pool.map(np.sum, parts)),
-        "jax (XLA)": lambda: total(ja).block_until_ready(),
-    }
-    with ThreadPoolExecutor(threads) as pool:
-        times = {name: [] for name in runs}
-        for _ in range(repeats + 1):
-            for name, run in runs.items():
-                times[name].append(_seconds(run))
-    return {name: a.nbytes / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
-
-
-def step_bytes(shape: str, rows: int, steps: int, weight_bytes: float, act_bytes: int) -> dict:
-    """Bytes one decoding step must read at least, on average over a generation.
-
-    Weights read once (self-attention q/k/v/out, cross-attention q/out: the text's keys and
-    values are computed once per prompt, MLP, the K heads; int8 adds a float scale per
-    output unit), the self-attention cache at its current length (on average
-    (steps + 1) / 2 positions), and the text's cross-attention keys and values.
-    """
-    s = SHAPES[shape]
-    d, f, n = s["dim"], s["ffn"], s["layers"]
-    kernels = n * (6 * d * d + 2 * d * f) + K * d * CARD
-    weights = kernels * weight_bytes
-    if weight_bytes == 1:
-        weights += 4 * (n * (5 * d + f + d) + K * CARD)
-    cache = 2 * n * rows * (steps + 1) / 2 * d * act_bytes
-    cross = 2 * n * rows * TEXT_TOKENS * d * act_bytes
-    return {"weights": weights, "cache": cache, "cross": cross, "total": weights + cache + cross}
 
 
 # ---------------------------------------------------------------------------- speed
@@ -249,8 +97,8 @@ def speed(shape: str, frames: int, repeats: int, torch_threads: list[int], jax_t
     """
     import torch
 
-    from musicgen.hf_import import lm_from_hf_model
-    from musicgen.lm_api import LanguageModel
+    from musicgen.lm.api import LanguageModel
+    from musicgen.lm.hf_import import lm_from_hf_model
     from musicgen.text import TextConfig
 
     hf = hf_musicgen(shape)
@@ -308,10 +156,6 @@ def speed(shape: str, frames: int, repeats: int, torch_threads: list[int], jax_t
     return times, notes, models
 
 
-def _label(name) -> str:
-    return f"transformers f32, torch {name[1]} thr" if isinstance(name, tuple) else f"ours {name}"
-
-
 def print_table(shape: str, frames: int, times: dict) -> None:
     steps = frames + K - 1
     print(
@@ -336,131 +180,14 @@ def print_table(shape: str, frames: int, times: dict) -> None:
     )
 
 
-def print_roofline(shape: str, frames: int, times: dict, bandwidth: float) -> None:
-    steps = frames + K - 1
-    print(
-        f"[{shape}] roofline at {bandwidth:.1f} GB/s read: MB each decoding step must read "
-        "(weights + KV cache at its mean length + text K/V) -> steps/s ceiling, measured, fraction"
-    )
-    for (batch, name), t in times.items():
-        weights = name if isinstance(name, str) else "float32"
-        wb = {"float32": 4, "bfloat16": 2, "int8": 1}[weights]
-        ab = 2 if VARIANTS.get(weights) == "bfloat16" else 4
-        b = step_bytes(shape, 2 * batch, steps, wb, ab)
-        ceiling = bandwidth * 1e9 / b["total"]
-        print(
-            f"  batch {batch} {_label(name):34s} {b['total'] / 1e6:7.1f} MB "
-            f"({b['weights'] / 1e6:.1f} weights + {b['cache'] / 1e6:.1f} cache + "
-            f"{b['cross'] / 1e6:.1f} text)  ceiling {ceiling:6.1f} steps/s, measured "
-            f"{steps / t:6.1f}: {100 * steps / t / ceiling:5.1f}%"
-        )
-
-
-# ---------------------------------------------------------------------------- profile
-_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s8": 1, "u8": 1, "s32": 4, "u32": 4, "pred": 1}
-_PASS = {"parameter", "get-tuple-element", "bitcast", "tuple", "constant"}
-
-
-def materialised(hlo: str, shapes: dict[str, set[tuple[int, ...]]]) -> dict:
-    """Buffers the top-level program writes, grouped by which `shapes` they match.
-
-    Returns {group: (count, bytes)} over the ENTRY computation's instructions (not the
-    insides of fusions), parameters and views excluded.
-    """
-    entry = hlo[hlo.index("\nENTRY") :]
-    entry = entry[: entry.index("\n}")]
-    found = {g: [0, 0] for g in shapes}
-    for line in entry.splitlines()[1:]:
-        m = re.match(r"\s*(?:ROOT )?%\S+ = (.+?) ([a-z][\w-]*)\(", line)
-        if not m or m.group(2) in _PASS:
-            continue
-        for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", m.group(1)):
-            shape = tuple(int(x) for x in dims.split(",") if x)
-            for group, members in shapes.items():
-                if shape in members:
-                    found[group][0] += 1
-                    found[group][1] += math.prod(shape) * _BYTES.get(dtype, 4)
-    return {g: tuple(v) for g, v in found.items()}
-
-
-def profile(shape: str, models: dict, batch: int, frames: int, scan_seconds: dict) -> None:
-    """Our decode step: scan vs a jitted step from Python, window length, HLO buffers."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    s = SHAPES[shape]
-    steps, rows = frames + K - 1, 2 * batch
-    n, d, heads = s["layers"], s["dim"], s["heads"]
-    text, mask = _text(batch)
-    text2 = jnp.concatenate([jnp.asarray(text), jnp.zeros_like(text)])
-    mask2 = jnp.concatenate([jnp.asarray(mask), jnp.zeros_like(mask)])
-    hd = d // heads
-    cache_shapes = {
-        (rows, steps, heads, hd),
-        (n, rows, steps, heads, hd),
-        (1, rows, steps, heads, hd),
-        (rows, heads, steps, hd),
-        (rows, heads, hd, steps),
-    }
-    kernel_shapes = {(d, d), (d, s["ffn"]), (s["ffn"], d), (d, CARD), (CARD + 1, d)}
-    print(f"[{shape}] profile of our decode step, batch {batch} with guidance ({rows} rows):")
-    for weights, model in models.items():
-        dtype = jnp.dtype(VARIANTS[weights])
-        graphdef, state = nnx.split(model)
-
-        @functools.partial(jax.jit, donate_argnums=(2,))
-        def step(state, tokens_BxK, cache, pos, cross, text_mask, graphdef=graphdef, dtype=dtype):
-            lm = nnx.merge(graphdef, state)
-            return lm.decode_step(tokens_BxK, pos, cache, cross, text_mask, dtype)
-
-        cross = jax.jit(lambda st, t, m, g=graphdef, dt=dtype: nnx.merge(g, st).cross_kv(t, m, dt))(
-            state, text2, mask2
-        )
-        tokens = jnp.full((rows, K), CARD, jnp.int32)
-        cache = model.init_cache(rows, steps, dtype)
-        hlo = step.lower(state, tokens, cache, 0, cross, mask2).compile().as_text()
-        logits, cache = step(state, tokens, cache, 0, cross, mask2)
-        logits.block_until_ready()
-        start = time.perf_counter()
-        for pos in range(1, steps):
-            logits, cache = step(state, tokens, cache, pos, cross, mask2)
-        logits.block_until_ready()
-        alone = (time.perf_counter() - start) / (steps - 1)
-        found = materialised(hlo, {"cache": cache_shapes, "kernel": kernel_shapes})
-        cache_mb = 2 * n * rows * steps * d * dtype.itemsize / 1e6
-        print(
-            f"  {weights:8s}: {1e3 * scan_seconds[weights] / steps:6.2f} ms/step in the scan, "
-            f"{1e3 * alone:6.2f} ms/step as a jitted decode_step called from Python; per step "
-            f"the compiled step writes {found['cache'][0]} cache-sized buffers "
-            f"({found['cache'][1] / 1e6:.1f} MB; the whole K+V cache is {cache_mb:.1f} MB) and "
-            f"{found['kernel'][0]} weight-sized buffers ({found['kernel'][1] / 1e6:.1f} MB)"
-        )
-    model = models["float32"]
-    long = 4 * frames
-    run = functools.partial(ours_generate, model, text, mask, long, "float32")
-    run()
-    t_long = statistics.median(_seconds(run) for _ in range(2))
-    short = 1e3 * scan_seconds["float32"] / steps
-    per_long = 1e3 * t_long / (long + K - 1)
-    cache_short = 2 * n * rows * steps * d * 4
-    cache_long = 2 * n * rows * (long + K - 1) * d * 4
-    print(
-        f"  float32 window of {long + K - 1} steps: {per_long:.2f} ms/step against {short:.2f} at "
-        f"{steps}: +{per_long - short:.2f} ms/step for +{(cache_long - cache_short) / 1e6:.0f} MB "
-        f"of cache ({(cache_long - cache_short) / max(per_long - short, 1e-9) / 1e6:.1f} GB/s "
-        "if that time went on moving the cache once)"
-    )
-
-
 # ---------------------------------------------------------------------------- memory
 def memory_child(seconds: float, window: int) -> None:
     """Generates `seconds` at the tiny shape, batch 4 with guidance; prints JSON."""
     import jax.numpy as jnp  # noqa: F401  (imports counted in the base RSS)
     from flax import nnx
 
-    from musicgen.lm import MusicGenLM
-    from musicgen.sampling import SamplingConfig, generate_codes
+    from musicgen.lm.model import MusicGenLM
+    from musicgen.lm.sampling import SamplingConfig, generate_codes
 
     with nnx.use_eager_sharding(False):
         model = MusicGenLM(tiny_lm_config(), rngs=nnx.Rngs(0))

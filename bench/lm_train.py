@@ -5,12 +5,12 @@ bench decoder of `lm_sampling.py` (8 layers, 512 wide, 8 heads, 4 codebooks x 20
 states of T5-base's width 768 x 20 tokens) on a batch of 4 x `--seconds` (10 s: 500
 frames, 503 delay-pattern steps), float32, with the same weights in both frameworks (a
 random transformers `MusicgenForConditionalGeneration`, converted with
-`musicgen.hf_import.lm_from_hf_model`; its text encoder and codec never run):
+`musicgen.lm.hf_import.lm_from_hf_model`; its text encoder and codec never run):
 
 - ours: the repository's trainer pieces, `mgcore.trainer.init_state` and
   `make_train_step` (jitted, state donated; AdamW with clipping and the non-finite guard
-  of `mgcore.optim`) over a small family whose loss is `musicgen.lm_family.cross_entropy`,
-  once per `LMConfig.attention` ("full", "chunked", and "auto": `musicgen.attention`'s
+  of `mgcore.optim`) over a small family whose loss is `musicgen.lm.family.cross_entropy`,
+  once per `LMConfig.attention` ("full", "chunked", and "auto": `musicgen.lm.attention`'s
   choice by sequence length, so it times the same as one of the other two);
 - PyTorch: the composite's forward with `encoder_outputs` (the text states) and `labels`
   (the interleaved codes, transformers' per-codebook cross-entropy over real frames,
@@ -47,8 +47,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def _load_sampling_bench():
-    """`bench/lm_sampling.py` as a module: the shared shapes and the transformers model."""
-    spec = importlib.util.spec_from_file_location("lm_sampling", _HERE / "lm_sampling.py")
+    """`bench/_lm_models.py` as a module: the shared shapes and the transformers model."""
+    spec = importlib.util.spec_from_file_location("_lm_models", _HERE / "_lm_models.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -78,12 +78,12 @@ class _Family:
         self.config = config
 
     def create_model(self, rngs):
-        from musicgen.lm import MusicGenLM
+        from musicgen.lm.model import MusicGenLM
 
         return MusicGenLM(self.config, rngs=rngs)
 
     def loss(self, model, batch, rng):
-        from musicgen.lm_family import cross_entropy
+        from musicgen.lm.family import cross_entropy
 
         del rng
         ce_K, _ = cross_entropy(model, batch)
@@ -133,7 +133,7 @@ def torch_trainer(hf, batch: dict):
     """A `() -> loss` closure running a PyTorch AdamW step of the composite on `batch`."""
     import torch
 
-    from musicgen.patterns import Pattern, PatternConfig
+    from musicgen.lm.patterns import Pattern, PatternConfig
 
     codes = batch["codes"]
     pattern = Pattern(PatternConfig(), K)
@@ -187,7 +187,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from musicgen.hf_import import lm_from_hf_model
+    from musicgen.lm.hf_import import lm_from_hf_model
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(threads)

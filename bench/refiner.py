@@ -8,7 +8,7 @@ sampler over 44.1 kHz compressed-STFT frames in windows; one warm-up call per st
 seconds of 44.1 kHz audio per second of compute (above 1: faster than real time).
 
 Quality (with `--checkpoint` and `--manifest`): `musicgen eval refiner`'s measurement
-(`diffusion.refiner_eval`) on `--clips` test clips of `--seconds` each: the multi-scale
+(`diffusion.refiner.eval`) on `--clips` test clips of `--seconds` each: the multi-scale
 mel distance and the log-spectral distance above 8 kHz of the refined audio against the
 original 44.1 kHz audio, per step count, beside the baseline (the same coarse codes
 decoded and resampled to 44.1 kHz with soxr).
@@ -44,8 +44,8 @@ def random_refiner(quick: bool):
 
     from codec.api import Codec
     from codec.model import CodecModel
-    from diffusion.refiner import RefinerNet
-    from diffusion.refiner_api import Refiner
+    from diffusion.refiner.api import Refiner
+    from diffusion.refiner.model import RefinerNet
     from mgcore.config import load_experiment
 
     name = "refiner_tiny.py:debug" if quick else "refiner_tiny.py"
@@ -83,7 +83,7 @@ def speed(refiner, seconds: float, steps: list[int], repeats: int) -> dict[int, 
 
 def quality(checkpoint: str, manifest: str, clips: int, seconds: float, steps: list[int]):
     """`musicgen eval refiner`'s report on the test split (mean distances per row)."""
-    from diffusion.refiner_eval import evaluate_refiner
+    from diffusion.refiner.eval import evaluate_refiner
 
     return evaluate_refiner(
         checkpoint, manifest, steps=tuple(steps), max_clips=clips, seconds=seconds, progress=False
@@ -106,7 +106,7 @@ def main() -> None:
 
     import jax
 
-    from diffusion.refiner_api import Refiner
+    from diffusion.refiner.api import Refiner
 
     if args.checkpoint:
         refiner = Refiner.from_pretrained(args.checkpoint)

@@ -39,28 +39,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from codec import hf_import
 from codec.model import CodecConfig, CodecModel
-from mgcore.config import from_dict, to_dict
-from mgcore.weights import (
-    PretrainedError,
-    is_workdir,
-    load_workdir_weights,
-    read_folder,
-    save_folder,
-    unflatten_into,
-)
+from codec.quantizer import QuantizerConfig
+from codec.seanet import SEANetConfig
+from mgcore.config import from_dict
+from mgcore.weights import PretrainedError, SavedFormat, is_workdir, load_workdir_model
 
-__all__ = ["Codec", "PretrainedError"]
+__all__ = ["Codec", "PretrainedError", "load_codec"]
 
-FORMAT = "musicgen-jax-codec"
-VERSION = 1
-CONFIG_FILE = "codec.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-def _abstract_model(config: CodecConfig) -> tuple[nnx.GraphDef, Any]:
-    with nnx.use_eager_sharding(False):
-        return nnx.split(nnx.eval_shape(lambda: CodecModel(config, rngs=nnx.Rngs(0))))
+SAVED = SavedFormat("musicgen-jax-codec", 1, "codec.json")
+CONFIG_FILE = SAVED.config_file
 
 
 class Codec:
@@ -231,14 +220,14 @@ class Codec:
     # ------------------------------------------------------------------ files
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Writes `codec.json` and `model.safetensors` into `directory` (created)."""
-        meta = {"format": FORMAT, "version": VERSION, "config": to_dict(self.config)}
-        return save_folder(directory, CONFIG_FILE, meta, WEIGHTS_FILE, self.state)
+        return SAVED.save(directory, self.state, self.config)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> Codec:
         """Loads a codec from a `save_pretrained` folder, a Hugging Face EnCodec or DAC
         folder (`config.json` with model_type "encodec" or "dac" and `model.safetensors`;
-        see `codec/pretrained.py`) or a `musicgen train` workdir.
+        see `codec/hf_import.py`), a Hugging Face MusicGen folder (its mono EnCodec) or a
+        `musicgen train` workdir.
 
         A workdir gives the latest checkpoint's EMA weights when the run kept an EMA,
         else its weights.
@@ -250,29 +239,24 @@ class Codec:
         directory = Path(directory)
         if not directory.is_dir():
             raise PretrainedError(f"{directory} is not a folder; name a saved codec's folder")
-        if (directory / CONFIG_FILE).exists():
-            return cls(_load_saved(directory), **kwargs)
-        from codec.pretrained import is_hf_codec_folder, load_hf_codec  # imports this module
-
-        if is_hf_codec_folder(directory):
-            return cls(load_hf_codec(directory), **kwargs)
+        if SAVED.holds(directory):
+            return cls(SAVED.load(directory, CodecConfig, _new_model)[0], **kwargs)
+        if hf_import.is_hf_codec_folder(directory):
+            return cls(hf_import.load_hf_codec(directory), **kwargs)
+        if hf_import.is_hf_musicgen_folder(directory):
+            return cls(hf_import.load_hf_musicgen_codec(directory), **kwargs)
         if is_workdir(directory):
-            from codec.family import CodecExperiment, CodecFamily
-
-            _, model = load_workdir_weights(directory, CodecExperiment, CodecFamily)
-            return cls(model.generator, **kwargs)
+            build = lambda c: _new_model(from_dict(CodecConfig, c["model"]))  # noqa: E731
+            return cls(load_workdir_model(directory, build, ("generator",))[1], **kwargs)
         raise PretrainedError(
             f"{directory} holds neither {CONFIG_FILE} (save_pretrained), nor config.json of "
-            "model_type encodec/dac with model.safetensors (Hugging Face), nor config.json "
-            "with checkpoints/ (a musicgen train workdir)"
+            "model_type encodec/dac/musicgen with model.safetensors (Hugging Face), nor "
+            "config.json with checkpoints/ (a musicgen train workdir)"
         )
 
 
-def _load_saved(directory: Path) -> CodecModel:
-    meta, flat = read_folder(directory, CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE)
-    config = from_dict(CodecConfig, meta["config"])
-    graphdef, abstract = _abstract_model(config)
-    return nnx.merge(graphdef, unflatten_into(abstract, flat, str(directory / WEIGHTS_FILE)))
+def _new_model(config: CodecConfig) -> CodecModel:
+    return CodecModel(config, rngs=nnx.Rngs(0))
 
 
 @functools.cache
@@ -283,9 +267,6 @@ def random_codec() -> Codec:
     Building it compiles many small programs eagerly (about 10 s), so a process builds it
     once and every caller shares it (none may change its weights).
     """
-    from codec.quantizer import QuantizerConfig
-    from codec.seanet import SEANetConfig
-
     config = CodecConfig(
         sample_rate=16000,
         seanet=SEANetConfig.dac(
@@ -298,3 +279,62 @@ def random_codec() -> Codec:
     with nnx.use_eager_sharding(False):
         model = CodecModel(config, rngs=nnx.Rngs(0))
     return Codec(model)
+
+
+def load_codec(source: str | os.PathLike, **kwargs) -> Codec:
+    """The codec a config or a command names: the one resolver of every stage.
+
+    Args:
+      source: "random" (`random_codec()`, for debug runs and tests), a `save_pretrained`
+        folder, a `musicgen train` workdir, or a Hugging Face EnCodec, DAC or MusicGen
+        folder (MusicGen's mono EnCodec).
+      **kwargs: `Codec`'s window options (not for "random").
+    """
+    if str(source) == "random":
+        return random_codec()
+    return Codec.from_pretrained(source, **kwargs)
+
+
+class StereoCodec:
+    """Stereo MusicGen's codec: the mono codec on each channel, codebooks interleaved.
+
+    Codes `[B, 2K, F]` hold the left channel's codebook k at 2k and the right's at 2k + 1,
+    as transformers' `MusicgenForConditionalGeneration.generate` decodes them. Offers what
+    `LanguageModel` uses of a `Codec`: rates, `channels`, `encode` and `decode`.
+
+    Args:
+      mono: the one-channel codec.
+    """
+
+    def __init__(self, mono: Codec):
+        if mono.channels != 1:
+            raise PretrainedError(f"StereoCodec needs a mono codec, got {mono.channels} channels")
+        self.mono = mono
+        self.sample_rate, self.frame_rate = mono.sample_rate, mono.frame_rate
+        self.codebook_size = mono.codebook_size
+        self.num_codebooks = 2 * mono.num_codebooks
+        self.channels = 2
+
+    def encode(self, wav: Any) -> np.ndarray:
+        """Codes `[B, 2K, F]` of `[B, 2, T]` (or `[2, T]`) audio."""
+        wav = np.asarray(wav, np.float32)
+        single = wav.ndim == 2
+        wav_BxCxT = wav[None] if single else wav
+        if wav_BxCxT.ndim != 3 or wav_BxCxT.shape[1] != 2:
+            raise ValueError(f"audio must be [batch, 2, samples] or [2, samples], got {wav.shape}")
+        left, right = (self.mono.encode(wav_BxCxT[:, c : c + 1]) for c in (0, 1))
+        b, k, f = left.shape
+        codes = np.stack([left, right], axis=2).reshape(b, 2 * k, f)
+        return codes[0] if single else codes
+
+    def decode(self, codes: Any, num_samples: int | None = None) -> np.ndarray:
+        """Audio `[B, 2, T]` (or `[2, T]`) from interleaved codes `[B, 2K, F]`."""
+        codes = np.asarray(codes)
+        single = codes.ndim == 2
+        codes_BxKxF = codes[None] if single else codes
+        if codes_BxKxF.ndim != 3 or codes_BxKxF.shape[1] % 2:
+            raise ValueError(f"codes must be [batch, 2k, frames], got shape {codes.shape}")
+        left = self.mono.decode(codes_BxKxF[:, 0::2], num_samples)
+        right = self.mono.decode(codes_BxKxF[:, 1::2], num_samples)
+        wav = np.concatenate([left, right], axis=1)
+        return wav[0] if single else wav

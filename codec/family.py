@@ -43,10 +43,11 @@ from codec.adversarial import (
 from codec.discriminators import DiscriminatorConfig, Discriminators
 from codec.model import CodecConfig, CodecModel
 from mgcore import audio_metrics, dsp, spectral_losses
+from mgcore.data.config import AudioDataConfig
 from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
-from mgcore.trainer import TrainConfig
+from mgcore.trainer import TrainConfig, debug_experiment
 
 log = logging.getLogger(__name__)
 
@@ -83,33 +84,11 @@ class CodecLossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class CodecDataConfig:
-    """Where training audio comes from and how it is cut.
+class CodecDataConfig(AudioDataConfig):
+    """Where training audio comes from and how it is cut (`AudioDataConfig`): crops of
+    `crop_seconds` (DAC 0.38 s; EnCodec 1 s)."""
 
-    Attributes:
-      manifest: a manifest from `musicgen data synth` or `musicgen data prepare`.
-      embedded_hours: when > 0 and `manifest` does not exist, `musicgen train` first
-        renders this many hours of the embedded dataset into the manifest's folder.
-      split, eval_split: manifest splits for training and for the evaluation hook.
-      crop_seconds: length of each training example (DAC 0.38 s; EnCodec 1 s).
-      batch_size: global batch (all processes together).
-      loudness_lufs: normalise each crop to this loudness (None: leave it).
-      workers: grain worker processes.
-      eval_clips, eval_seconds: fixed validation clips the evaluation hook decodes.
-      seed: shuffling and crops.
-    """
-
-    manifest: str = "data/embedded/manifest.jsonl"
-    embedded_hours: float = 0.0
-    split: str = "train"
-    eval_split: str = "valid"
-    crop_seconds: float = 1.0
     batch_size: int = 16
-    loudness_lufs: float | None = -16.0
-    workers: int = 0
-    eval_clips: int = 4
-    eval_seconds: float = 4.0
-    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +258,7 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
 
     Keeps the architecture's kind (style, activation, quantiser kind, loss presets) and
     shrinks widths, codebooks, discriminators, crops and steps; trains on the embedded
-    dataset's smallest slice, rendered on first use.
+    dataset's smallest slice, rendered on first use (`debug_experiment`).
     """
     model = config.model
     seanet = dataclasses.replace(
@@ -293,20 +272,11 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
     quantizer = dataclasses.replace(
         model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2)
     )
-    return dataclasses.replace(
+    return debug_experiment(
         config,
+        data={"crop_seconds": 0.1},
         model=dataclasses.replace(model, seanet=seanet, quantizer=quantizer),
         discriminator=DiscriminatorConfig.debug(),
-        data=dataclasses.replace(
-            config.data,
-            manifest="data/embedded_debug/manifest.jsonl",
-            embedded_hours=0.02,
-            crop_seconds=0.1,
-            batch_size=2,
-            eval_clips=2,
-            eval_seconds=0.5,
-        ),
-        train=TrainConfig(steps=6, log_every=2, eval_every=6, save_every=3, keep=2),
     )
 
 

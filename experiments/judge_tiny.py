@@ -7,7 +7,7 @@ space with CLIP's learned temperature; a multi-label instrument head over the ma
 instruments. 4-second crops of the embedded dataset, batch 32 (the contrastive loss's
 candidates), each caption the clip's own or one of 8 rewrites of its attributes (as the
 LM trains); AdamW 1e-3 with a cosine decay, weight EMA 0.99; 1500 steps (`:debug`:
-seconds). See `musicgen/evaluation/judge_family.py` for the loss and the evaluation.
+seconds). See `musicgen/evaluation/judge/family.py` for the loss and the evaluation.
 
     musicgen train --config experiments/judge_tiny.py --workdir runs/judge_tiny
     musicgen train --config experiments/judge_tiny.py --workdir runs/judge_tiny \\
@@ -18,8 +18,8 @@ seconds). See `musicgen/evaluation/judge_family.py` for the loss and the evaluat
 from mgcore.config import parse_arg
 from mgcore.optim import OptimizerConfig
 from mgcore.trainer import TrainConfig
-from musicgen.evaluation.judge import JudgeConfig
-from musicgen.evaluation.judge_family import JudgeDataConfig, JudgeExperiment, debug_variant
+from musicgen.evaluation.judge.family import JudgeDataConfig, JudgeExperiment, debug_variant
+from musicgen.evaluation.judge.model import JudgeConfig
 from musicgen.text import TextConfig
 
 

@@ -19,9 +19,9 @@ from mgcore.config import parse_arg
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig
-from musicgen.lm import LMConfig
-from musicgen.lm_family import LMDataConfig, LMExperiment, debug_variant
-from musicgen.sampling import SamplingConfig
+from musicgen.lm.family import LMDataConfig, LMExperiment, debug_variant
+from musicgen.lm.model import LMConfig
+from musicgen.lm.sampling import SamplingConfig
 from musicgen.text import TextConfig
 
 

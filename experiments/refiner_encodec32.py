@@ -17,7 +17,7 @@ with a random codec.
 
 It diffuses the whole band (`keep_below_hz` 0): a model of this size may correct
 EnCodec's band as well as restore the one above it, which the tiny recipe could not do
-for codec_tiny (`diffusion/refiner.py` says why). If it does not,
+for codec_tiny (`diffusion/refiner/model.py` says why). If it does not,
 `--set model.keep_below_hz=14500` keeps EnCodec's band below 14.5 kHz unchanged.
 
 `data_scale` 0.1 is a guess for EnCodec at 2.2 kbps (its phase is closer to the
@@ -26,8 +26,8 @@ original's than codec_tiny's, so the residual is smaller); the training metric
 near 1.
 """
 
-from diffusion.refiner import CoarseConfig, RefinerConfig
-from diffusion.refiner_family import RefinerDataConfig, RefinerExperiment, debug_variant
+from diffusion.refiner.family import RefinerDataConfig, RefinerExperiment, debug_variant
+from diffusion.refiner.model import CoarseConfig, RefinerConfig
 from diffusion.samplers import SamplerConfig
 from diffusion.schedules import ScheduleConfig
 from mgcore.config import parse_arg

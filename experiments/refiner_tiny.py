@@ -21,11 +21,11 @@ codebooks, 2.628 from 4), so a refiner that works here also frees the LM from
 predicting the finest codebooks. `--set model.coarse.codebooks=4` conditions on all four.
 """
 
-from diffusion.refiner import CoarseConfig, RefinerConfig
-from diffusion.refiner_family import RefinerDataConfig, RefinerExperiment, debug_variant
+from diffusion.refiner.family import RefinerDataConfig, RefinerExperiment, debug_variant
+from diffusion.refiner.model import CoarseConfig, RefinerConfig
+from diffusion.refiner.spectral import SpectralConfig
 from diffusion.samplers import SamplerConfig
 from diffusion.schedules import ScheduleConfig
-from diffusion.spectral import SpectralConfig
 from mgcore.config import parse_arg
 from mgcore.optim import OptimizerConfig
 from mgcore.trainer import TrainConfig

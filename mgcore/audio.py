@@ -229,6 +229,27 @@ def resample(
     return np.ascontiguousarray(out_TxC.T).reshape(*lead, out_TxC.shape[0])
 
 
+def to_format(audio, sample_rate: int, target_rate: int, channels: int) -> np.ndarray:
+    """Audio as a stage takes it: float32 `[B, channels, T']` at `target_rate`.
+
+    The one place where the pipeline, the LM and the refiner bring a user's clip to their
+    codec's format: channels converted (`convert_channels`), then resampled with soxr.
+
+    Args:
+        audio: `[B, C, T]` or `[C, T]` float audio.
+        sample_rate: its rate.
+        target_rate: the stage's rate.
+        channels: the stage's channel count.
+    """
+    wav = np.asarray(audio, np.float32)
+    if wav.ndim == 2:
+        wav = wav[None]
+    if wav.ndim != 3:
+        raise ValueError(f"audio must be [batch, channels, samples], got shape {wav.shape}")
+    wav = np.stack([convert_channels(w, channels) for w in wav])
+    return resample(wav, sample_rate, target_rate)
+
+
 def convert_channels(audio_CxT: np.ndarray, channels: int) -> np.ndarray:
     """Converts `[C, T]` audio to `channels` channels.
 

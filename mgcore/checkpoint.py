@@ -144,6 +144,37 @@ class Checkpointer:
         restored = self._manager.restore(step, args=args)
         return restored[_STATE], dict(restored[_EXTRA])
 
+    def restore_part(self, abstract_part: Any, step: int | None = None) -> Any:
+        """Restores only the leaves of the state that `abstract_part` names (default step:
+        the latest): e.g. `{"params": {...}}` of a model without its optimiser moments.
+
+        Args:
+          abstract_part: a strict subtree of the saved state, as nested dicts of
+            `jax.ShapeDtypeStruct` with `.sharding` set.
+          step: which checkpoint; None for the latest.
+
+        Raises:
+          FileNotFoundError: there is no checkpoint (at `step`).
+        """
+        self._manager.wait_until_finished()
+        step = self._manager.latest_step() if step is None else step
+        if step is None or step not in self._manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint{'' if step is None else f' for step {step}'} "
+                                    f"in {self.directory}")  # fmt: skip
+        _check_abstract(abstract_part)
+        restore_args = jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding),
+                                    abstract_part)  # fmt: skip
+        args = ocp.args.PyTreeRestore(abstract_part, restore_args, partial_restore=True)
+        return self._manager.restore(step, args=ocp.args.Composite(**{_STATE: args}))[_STATE]
+
+    def saved_tree(self, step: int | None = None) -> Any:
+        """The saved state's tree metadata (shapes and dtypes, no arrays); default: latest."""
+        step = self._manager.latest_step() if step is None else step
+        metadata = ocp.PyTreeCheckpointHandler().metadata(
+            epath.Path(self.directory) / str(step) / _STATE
+        )
+        return metadata.tree
+
     def wait(self) -> None:
         """Blocks until any asynchronous save has been committed (or raises its error)."""
         self._manager.wait_until_finished()

@@ -362,12 +362,7 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def load_saved_config(path: str | os.PathLike) -> Any:
-    """Read a config written by `save_config` back into its dataclasses.
-
-    Args:
-      path: the JSON file.
-    """
+def _read_payload(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = json.loads(pathlib.Path(path).read_text())
     except FileNotFoundError:
@@ -379,15 +374,46 @@ def load_saved_config(path: str | os.PathLike) -> Any:
             f"saved config {path} lacks '{_ROOT_KEY}'/'{_CONFIG_KEY}'; "
             "it was not written by save_config"
         )
+    return payload
+
+
+def saved_config_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """The plain nested dict of a config written by `save_config`, importing nothing.
+
+    Loading a trained model reads its sections (`model`, `text`, ...) from here, so that it
+    never imports the module of the experiment's root class (the training family).
+
+    Args:
+      path: the JSON file.
+    """
+    return _read_payload(path)[_CONFIG_KEY]
+
+
+# Modules that held root config classes before a move: old workdirs still resume.
+_MOVED_MODULES = {
+    "musicgen.lm_family": "musicgen.lm.family",
+    "diffusion.refiner_family": "diffusion.refiner.family",
+    "musicgen.evaluation.judge_family": "musicgen.evaluation.judge.family",
+}
+
+
+def load_saved_config(path: str | os.PathLike) -> Any:
+    """Read a config written by `save_config` back into its dataclasses.
+
+    Args:
+      path: the JSON file.
+    """
+    payload = _read_payload(path)
     root = payload[_ROOT_KEY]
     if "file" in root:
         module = _import_file(root["file"])
     else:
+        name = _MOVED_MODULES.get(root["module"], root["module"])
         try:
-            module = importlib.import_module(root["module"])
+            module = importlib.import_module(name)
         except ImportError as err:
             raise ConfigError(
-                f"saved config {path} needs module {root['module']!r}, which does not import: {err}"
+                f"saved config {path} needs module {name!r}, which does not import: {err}"
             ) from err
     obj: Any = module
     for part in root["qualname"].split("."):

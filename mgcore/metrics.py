@@ -21,6 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from mgcore.audio import save_audio
+
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["offline", "online", "disabled"]
@@ -96,8 +98,6 @@ class MetricsWriter:
         """Logs a `[channels, samples]` (or `[samples]`) clip; also written as FLAC."""
         if not self.active:
             return None
-        from mgcore.audio import save_audio
-
         audio = np.asarray(audio, np.float32)
         path = save_audio(self._sample_path(step, name, ".flac"), audio, sample_rate)
         if self._run is not None:

@@ -30,7 +30,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optax.transforms._masking import MaskedNode as _MaskedNode
+from tqdm.auto import tqdm
 
+from mgcore.checkpoint import Checkpointer, PreemptionGuard
+from mgcore.data.config import debug_data
+from mgcore.metrics import MetricsWriter
 from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
 from mgcore.sharding import (
     DEFAULT_RULES,
@@ -67,6 +71,20 @@ class TrainConfig:
     keep: int = 3
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     wandb: Literal["offline", "online", "disabled"] = "offline"
+
+
+# What every `:debug` recipe trains for: seconds, with a save, a resume point and an eval.
+DEBUG_TRAIN = TrainConfig(steps=6, log_every=2, eval_every=6, save_every=3, keep=2)
+
+
+def debug_experiment(config, data: dict | None = None, train: TrainConfig = DEBUG_TRAIN,
+                     **changes):  # fmt: skip
+    """A root config shrunk for a `:debug` run, the one helper every family's
+    `debug_variant` extends: its data on the embedded dataset's smallest slice
+    (`debug_data`, with the `data` changes), `train`, the default mesh, and `changes`
+    (the family's small model)."""
+    data = debug_data(config.data, **(data or {}))
+    return dataclasses.replace(config, data=data, train=train, mesh=MeshConfig(), **changes)
 
 
 class DataIterator(Protocol):
@@ -278,11 +296,6 @@ def train(
       progress: show a progress bar.
       devices: the devices of the mesh; default all (`jax.devices()`).
     """
-    from tqdm.auto import tqdm
-
-    from mgcore.checkpoint import Checkpointer, PreemptionGuard
-    from mgcore.metrics import MetricsWriter
-
     mesh_config = mesh_config or MeshConfig()
     mesh = make_mesh(mesh_config, devices)
     plan = init_state(family, optimizer, train_config, mesh, mesh_config.rules)

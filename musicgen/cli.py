@@ -1,7 +1,6 @@
-"""The `musicgen` command line.
-
-Subcommands are added as the stages land; each is a thin wrapper over functions a
-notebook can call too. Errors a user can fix (a bad argument, an unusable file)
+"""The `musicgen` command line: the parsers, and `main`, which runs the handler that a
+subcommand names (`musicgen.commands`), each a thin wrapper over functions a notebook
+can call too. Errors a user can fix (a bad argument, an unusable file)
 print one line and exit with status 2 (usage) or 1 (input), never a traceback.
 """
 
@@ -10,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from musicgen import __version__
 from musicgen.cli_eval import add_eval_commands
 from musicgen.cli_generate import add_generate_commands
 from musicgen.cli_types import Parser as _Parser
@@ -19,114 +18,6 @@ from musicgen.cli_types import UsageError
 from musicgen.cli_types import fraction as _fraction
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from musicgen import demo
-
-    try:
-        demo.run(
-            out_dir=args.out,
-            checkpoint=args.checkpoint,
-            duration=args.duration,
-            seed=args.seed,
-            clip=args.clip,
-            prompts=args.prompt or demo.PROMPTS,
-            refine_steps=args.refine_steps,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError) as err:  # the pipeline's checks of the arguments
-        raise UsageError(str(err)) from None
-    return 0
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    from musicgen import demo
-
-    for path in args.files:
-        demo.print_file_report(path)
-    return 0
-
-
-def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from musicgen.synth.build import synth_dataset
-
-    summary = synth_dataset(
-        args.out, args.hours, args.seed, soundfont=args.soundfont, workers=args.workers
-    )
-    print(
-        f"{summary['clips']} clips, {summary['hours']:.3f} h "
-        f"(train {summary['splits']['train']}, valid {summary['splits']['valid']}, "
-        f"test {summary['splits']['test']}; {summary['with_drums']} with drums, "
-        f"{summary['genres']} genres) in {summary['seconds']:.1f} s: "
-        f"{summary['realtime_factor']:.1f}x real time"
-    )
-    print(f"manifest: {Path(args.out) / 'manifest.jsonl'}")
-    return 0
-
-
-def _cmd_data_prepare(args: argparse.Namespace) -> int:
-    from mgcore.data.prepare import prepare_manifest
-
-    report = prepare_manifest(
-        args.audio_dir,
-        args.out,
-        captions=args.captions,
-        valid_fraction=args.valid_fraction,
-        test_fraction=args.test_fraction,
-        min_seconds=args.min_seconds,
-        workers=args.workers,
-    )
-    print(report.format_table())
-    print(f"manifest: {args.out} ({report.usable} clips)")
-    return 0
-
-
-def _cmd_data_check(args: argparse.Namespace) -> int:
-    from mgcore.data.check import check_manifest, report_json
-
-    report = check_manifest(
-        args.manifest, min_seconds=args.min_seconds, workers=args.workers, progress=not args.json
-    )
-    print(report_json(report) if args.json else report.format_table())
-    return 0
-
-
-def _cmd_data_encode(args: argparse.Namespace) -> int:
-    from musicgen.token_cache import encode_dataset
-    from musicgen.train import use_compilation_cache
-
-    use_compilation_cache()  # one program per clip length: a rerun skips compiling them
-    summary = encode_dataset(
-        args.codec,
-        args.manifest,
-        args.out,
-        splits=args.splits,
-        batch_seconds=args.batch_seconds,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
-    splits = ", ".join(
-        f"{name} {s['clips']} clips / {s['frames']} frames" for name, s in summary["splits"].items()
-    )
-    skipped = sum(summary["skipped"].values())
-    print(
-        f"encoded {summary['encoded']} clips ({summary['encoded_seconds'] / 3600:.3f} h) in "
-        f"{summary['seconds']:.1f} s, skipped {skipped}"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['skipped'].items())})" if skipped else "")
-        + f"; cache: {splits}"
-    )
-    print(f"cache: {Path(args.out) / 'cache.json'}")
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from musicgen import train
-
-    last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
-    if last:
-        print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
-    return 0
 
 
 def _add_train_command(sub) -> None:
@@ -154,7 +45,7 @@ def _add_train_command(sub) -> None:
         help="override a config field, e.g. --set train.steps=2000 (repeatable, type-checked)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(run="cmd_train")
 
 
 def _add_data_commands(sub) -> None:
@@ -176,7 +67,7 @@ def _add_data_commands(sub) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     synth.add_argument("--soundfont", help="a GM SoundFont (default: Debian's TimGM6mb)")
     synth.add_argument("--workers", type=_positive_int, default=2, help="processes (default: 2)")
-    synth.set_defaults(func=_cmd_data_synth)
+    synth.set_defaults(run="cmd_data_synth")
 
     prepare = dsub.add_parser(
         "prepare",
@@ -194,7 +85,7 @@ def _add_data_commands(sub) -> None:
     prepare.add_argument("--test-fraction", type=_fraction, default=0.05)
     prepare.add_argument("--min-seconds", type=_positive_float, default=1.0)
     prepare.add_argument("--workers", type=_positive_int, default=2)
-    prepare.set_defaults(func=_cmd_data_prepare)
+    prepare.set_defaults(run="cmd_data_prepare")
 
     check = dsub.add_parser(
         "check",
@@ -205,7 +96,7 @@ def _add_data_commands(sub) -> None:
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
     check.add_argument("--min-seconds", type=_positive_float, default=1.0)
     check.add_argument("--workers", type=_positive_int, default=2)
-    check.set_defaults(func=_cmd_data_check)
+    check.set_defaults(run="cmd_data_check")
 
     encode = dsub.add_parser(
         "encode",
@@ -239,12 +130,10 @@ def _add_data_commands(sub) -> None:
         "--workers", type=_positive_int, default=2, help="threads decoding audio (default: 2)"
     )
     encode.add_argument("--no-progress", action="store_true", help="no progress bar")
-    encode.set_defaults(func=_cmd_data_encode)
+    encode.set_defaults(run="cmd_data_encode")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from musicgen import __version__
-
     parser = _Parser(
         prog="musicgen",
         description="Text-to-music in JAX: codec, token LM and diffusion refiner.",
@@ -273,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--refine-steps", type=_positive_int, help="refiner steps (default: 8)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(run="cmd_demo")
 
     info = sub.add_parser(
         "info",
@@ -281,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads each file as training would and prints what it holds.",
     )
     info.add_argument("files", nargs="+", help="audio files (any format libsndfile reads)")
-    info.set_defaults(func=_cmd_info)
+    info.set_defaults(run="cmd_info")
     _add_data_commands(sub)
     _add_train_command(sub)
     add_eval_commands(sub)
@@ -298,44 +187,22 @@ def _split_list(text: str) -> tuple[str, ...]:
     return splits
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean bad input, not a bug: reported in one line, exit status 1."""
-    from mgcore.audio import AudioFileError
-    from mgcore.config import ConfigError
-    from mgcore.data.manifest import ManifestError
-    from mgcore.trainer import NonFiniteError
-    from mgcore.weights import PretrainedError
-    from musicgen.synth.render import RenderError
-    from musicgen.text import TextEncoderError
-    from musicgen.token_cache import TokenCacheError
-
-    return (
-        AudioFileError,
-        ConfigError,
-        ManifestError,
-        NonFiniteError,
-        PretrainedError,
-        RenderError,
-        TextEncoderError,
-        TokenCacheError,
-        FileNotFoundError,
-        NotADirectoryError,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `musicgen` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The handlers import the whole framework (seconds): only once a command is chosen.
+    from musicgen import commands
+
     try:
-        return args.func(args)
+        return getattr(commands, args.run)(args)
     except UsageError as err:
         print(
             f"musicgen {args.command}: error: {err} (see 'musicgen {args.command} --help')",
             file=sys.stderr,
         )
         return 2
-    except _user_errors() as err:
+    except commands.USER_ERRORS as err:
         print(f"musicgen: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

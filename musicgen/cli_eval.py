@@ -2,91 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
 from musicgen.cli_types import Parser as _Parser
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
-
-
-def _cmd_eval_codec(args: argparse.Namespace) -> int:
-    from codec.evaluate import evaluate_codec, write_report
-
-    report = evaluate_codec(
-        args.checkpoint,
-        args.manifest,
-        split=args.split,
-        n_codebooks=tuple(args.codebooks) if args.codebooks else None,
-        max_clips=args.clips,
-        seconds=args.seconds,
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and codec_eval.md")
-    return 0
-
-
-def _cmd_eval_lm(args: argparse.Namespace) -> int:
-    from musicgen.lm_eval import evaluate_lm, write_report
-
-    report = evaluate_lm(
-        args.checkpoint,
-        tokens=args.tokens,
-        split=args.split,
-        caption_field=args.caption_field,
-        seconds=args.seconds,
-        head_seconds=args.head_seconds,
-        batch_size=args.batch,
-        weights=tuple(args.weights),
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and lm_eval.md")
-    return 0
-
-
-def _cmd_eval_refiner(args: argparse.Namespace) -> int:
-    from diffusion.refiner_eval import evaluate_refiner, write_report
-
-    report = evaluate_refiner(
-        args.checkpoint,
-        args.manifest,
-        split=args.split,
-        steps=tuple(args.steps),
-        max_clips=args.clips,
-        seconds=args.seconds,
-        batch_size=args.batch,
-        seed=args.seed,
-    )
-    print(report.markdown())
-    if args.out:
-        json_path, _ = write_report(report, args.out)
-        print(f"written: {json_path} and refiner_eval.md")
-    return 0
-
-
-def _cmd_eval_generate(args: argparse.Namespace) -> int:
-    from musicgen.evaluation.generate_eval import evaluate_generation
-    from musicgen.evaluation.report import markdown, write_report
-    from musicgen.evaluation.scoring import GenerateEvalConfig
-    from musicgen.sampling import SamplingConfig
-
-    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              cfg_coef=args.cfg_coef, dtype=args.dtype)  # fmt: skip
-    config = GenerateEvalConfig(
-        split=args.split, n=args.n, seconds=args.seconds, continuations=args.continuations,
-        prompt_seconds=args.prompt_seconds, continue_seconds=args.continue_seconds,
-        batch=args.batch, seed=args.seed, sampling=sampling,
-    )  # fmt: skip
-    report = evaluate_generation(args.checkpoint, args.manifest, judge=args.judge,
-                                 codec=args.codec, tokens=args.tokens, config=config)  # fmt: skip
-    print(markdown(report))
-    if args.out:
-        paths = write_report(report, args.out)
-        print(f"written: {', '.join(str(p) for p in paths)}")
-    return 0
 
 
 def add_eval_commands(sub) -> None:
@@ -116,7 +34,7 @@ def add_eval_commands(sub) -> None:
         help="numbers of codebooks (default 1, 2, 4, .., all)",
     )
     codec.add_argument("--out", help="folder for codec_eval.json and codec_eval.md")
-    codec.set_defaults(func=_cmd_eval_codec)
+    codec.set_defaults(run="cmd_eval_codec")
 
     lm = esub.add_parser(
         "lm",
@@ -152,7 +70,7 @@ def add_eval_commands(sub) -> None:
         help="weight formats to score (default: all three)",
     )
     lm.add_argument("--out", help="folder for lm_eval.json and lm_eval.md")
-    lm.set_defaults(func=_cmd_eval_lm)
+    lm.set_defaults(run="cmd_eval_lm")
 
     refiner = esub.add_parser(
         "refiner",
@@ -181,7 +99,7 @@ def add_eval_commands(sub) -> None:
     refiner.add_argument("--batch", type=_positive_int, default=8, help="clips a pass (default 8)")
     refiner.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
     refiner.add_argument("--out", help="folder for refiner_eval.json and refiner_eval.md")
-    refiner.set_defaults(func=_cmd_eval_refiner)
+    refiner.set_defaults(run="cmd_eval_refiner")
 
     gen = esub.add_parser(
         "generate",
@@ -223,4 +141,4 @@ def add_eval_commands(sub) -> None:
     gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="decoder compute dtype (default float32)")  # fmt: skip
     gen.add_argument("--out", help="folder for generate_eval.json/.md and plots")
-    gen.set_defaults(func=_cmd_eval_generate)
+    gen.set_defaults(run="cmd_eval_generate")

@@ -14,7 +14,13 @@ import os
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
+
+from mgcore import audio, dsp, loudness
+from mgcore.data.manifest import iter_manifest
+from musicgen.pipeline import MusicGen
+from musicgen.synth.build import synth_dataset
 
 CODEC_RATE = 32000
 
@@ -29,8 +35,6 @@ def _line(label: str, value: str) -> None:
 
 def print_file_report(path: str | os.PathLike) -> None:
     """Reads `path` as training would and prints format, level and loudness."""
-    from mgcore import audio, loudness
-
     info = audio.audio_info(path)
     x, sr = audio.load_audio(path)
     print(f"{info.path}")
@@ -53,10 +57,6 @@ CLIP_SECONDS = 4.0  # the opening of the clip that the continuation keeps
 
 def _demo_clip(out: Path, seed: int) -> tuple[np.ndarray, int, str, str]:
     """A clip of the embedded dataset, rendered on the spot: (audio, rate, caption, path)."""
-    from mgcore import audio
-    from mgcore.data.manifest import iter_manifest
-    from musicgen.synth.build import synth_dataset
-
     synth_dataset(out / "embedded", 0.01, seed, workers=1, progress=False)
     entries = [
         e
@@ -73,8 +73,6 @@ def _spectrogram_png(wav_CxT: np.ndarray, rate: int, path: Path, title: str) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mgcore import dsp
 
     spec = np.asarray(dsp.log_mel_spectrogram(wav_CxT.mean(0), rate, 2048, 512, 128))
     fig, ax = plt.subplots(figsize=(9, 3))
@@ -123,11 +121,6 @@ def run(
 
     Returns the written files and the seconds each stage took.
     """
-    import jax
-
-    from mgcore import audio
-    from musicgen.pipeline import MusicGen
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

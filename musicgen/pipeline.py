@@ -32,9 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.api import load_codec
+from codec.hf_import import is_hf_musicgen_folder
+from diffusion.refiner.api import Refiner
 from mgcore import audio as audio_io
-from mgcore.weights import PretrainedError, to_float16
-from musicgen.sampling import SamplingConfig
+from mgcore.weights import PretrainedError, flatten_state, to_float16
+from musicgen.lm.api import LanguageModel, load_hf_musicgen
+from musicgen.lm.sampling import SamplingConfig
 
 FORMAT = "musicgen-jax-pipeline"
 VERSION = 1
@@ -45,9 +49,6 @@ REFERENCE_DIR = Path(__file__).resolve().parent.parent / "models" / "reference"
 
 def same_codec(a, b) -> bool:
     """Whether two codecs have the same config and weights (a folder stores it once)."""
-
-    from mgcore.weights import flatten_state
-
     if a is b:
         return True
     if a.config != b.config:
@@ -60,7 +61,7 @@ class MusicGen:
     """Text (and an optional audio prompt) to 44.1 kHz music.
 
     Args:
-      lm: the token LM (`musicgen.lm_api.LanguageModel`).
+      lm: the token LM (`musicgen.lm.api.LanguageModel`).
       codec: the codec whose codes the LM models.
       refiner: a refiner over the same codec (None: codec decoding resampled to 44.1 kHz).
       max_duration: the longest generation allowed, in seconds.
@@ -251,14 +252,7 @@ class MusicGen:
         if len(prompts) != len(wav):
             raise ValueError(f"{len(prompts)} prompts for {len(wav)} clips")
         codec = self.codec
-        clip = np.stack(
-            [
-                audio_io.convert_channels(
-                    audio_io.resample(c, sample_rate, codec.sample_rate), codec.channels
-                )
-                for c in wav
-            ]
-        )
+        clip = audio_io.to_format(wav, sample_rate, codec.sample_rate, codec.channels)
         prompt_codes = codec.encode(clip)
         return self._run(
             prompts,
@@ -376,11 +370,6 @@ class MusicGen:
           refiner: a refiner (saved folder or workdir) to use instead of the folder's.
           **kwargs: `max_duration`, `sampling`, `refine_steps` overrides.
         """
-        from codec.api import Codec
-        from diffusion.refiner_api import Refiner
-        from musicgen.hf_import import is_hf_musicgen_folder, load_hf_musicgen
-        from musicgen.lm_api import LanguageModel
-
         directory = Path(directory) if directory is not None else REFERENCE_DIR
         if not directory.is_dir():
             raise PretrainedError(f"{directory} is not a folder; name a pipeline folder")
@@ -404,7 +393,7 @@ class MusicGen:
         saved = Refiner.from_pretrained(directory / "refiner") if meta.get("refiner") else None
         chosen = chosen or saved
         if (directory / "codec").is_dir():
-            codec = Codec.from_pretrained(directory / "codec")
+            codec = load_codec(directory / "codec")
         elif saved is not None:
             codec = saved.codec
         else:

@@ -7,8 +7,9 @@ A notebook calls `run(...)` exactly as the CLI does.
 
 An experiment's root config is a frozen dataclass with at least these fields:
 
-- `family`: a registered name (`FAMILIES`) or the dotted path of any module that defines
-  `make_family(config) -> Family` (so a research fork adds a family without editing here);
+- `family`: a registered name (`mgcore.families.FAMILIES`) or the dotted path of any
+  module that defines `make_family(config) -> Family` (a research fork adds a family
+  without editing the registry);
 - `optimizer: OptimizerConfig`, `train: TrainConfig`, `mesh: MeshConfig`.
 
 A workdir belongs to one config. Running again with the same config (or with no
@@ -20,7 +21,6 @@ because the checkpoint was trained under the old model and data.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -36,41 +36,18 @@ from mgcore.config import (
     save_config,
     to_dict,
 )
+from mgcore.families import make_family
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, train
+from musicgen.synth.build import synth_dataset
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 
-# Registered families: config.family -> module defining make_family(config).
-FAMILIES = {
-    "codec": "codec.family",
-    "lm": "musicgen.lm_family",
-    "refiner": "diffusion.refiner_family",
-    "judge": "musicgen.evaluation.judge_family",
-}
-
 # Sections of the config that may change between runs in one workdir.
 _RESUMABLE_CHANGES = ("train.",)
-
-
-def make_family(config: Any):
-    """The model family that `config.family` names, built from `config`."""
-    name = config.family
-    module_name = FAMILIES.get(name, name)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        known = ", ".join(sorted(FAMILIES))
-        raise ConfigError(
-            f"family {name!r} is neither registered ({known}) nor an importable module: {err}"
-        ) from err
-    factory = getattr(module, "make_family", None)
-    if not callable(factory):
-        raise ConfigError(f"module {module_name} has no make_family(config)")
-    return factory(config)
 
 
 def _check_root(config: Any, source: str) -> None:
@@ -149,8 +126,6 @@ def ensure_embedded_data(config: Any) -> None:
             "dataset's manifest is called manifest.jsonl; point data.manifest at one"
         )
     if distributed.is_main_process():
-        from musicgen.synth.build import synth_dataset
-
         out = Path(manifest).parent
         log.warning("%s is missing: rendering %.2f h of the embedded dataset into %s",
                     manifest, hours, out)  # fmt: skip

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (scripts/setup.sh dev),
-# lints, then runs the suite except tests marked `slow`. Extra arguments go to pytest.
+# lints (ruff, and the import-layering contracts), then runs the suite except tests
+# marked `slow` and prints the 20 slowest. Extra arguments go to pytest.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,5 +12,11 @@ export PATH="$VENV/bin:$PATH"
 echo "[test] ruff check and ruff format --check"
 ruff check --quiet .
 ruff format --check --quiet .
-echo "[test] pytest -m 'not slow'"
-exec python -m pytest -m "not slow" "$@"
+echo "[test] lint-imports: the layering contracts in pyproject.toml"
+lint-imports --no-cache
+# Two workers (pytest-xdist) on this 2-core machine: much of a test's time is XLA
+# compiling on one core. Tests sharing a trained session fixture run on one worker
+# (tests/conftest.py). MUSICGEN_TEST_WORKERS=0 runs in this process.
+WORKERS=${MUSICGEN_TEST_WORKERS:-2}
+echo "[test] pytest -m 'not slow' on $WORKERS workers"
+exec python -m pytest -m "not slow" -n "$WORKERS" --dist loadgroup --durations=20 "$@"

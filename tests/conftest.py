@@ -17,22 +17,48 @@ except (ImportError, AttributeError, KeyError):
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
-    """One persistent XLA cache for the whole run (subprocesses too, through the
-    environment): a model compiled once is not compiled again by a later test, a resumed
-    run or a launcher in a subprocess. A fresh folder each run, so no test depends on
-    what an earlier run left behind."""
-    folder = str(tmp_path_factory.mktemp("xla_cache"))
+    """One persistent XLA cache for the whole run (subprocesses and notebook kernels too,
+    through the environment, and every pytest-xdist worker): a model compiled once is not
+    compiled again by a later test, a resumed run or a launcher in a subprocess. A fresh
+    folder each run, so no test depends on what an earlier run left behind."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' base folders share a parent
+        root = root.parent
+    folder = root / "xla_cache"
+    folder.mkdir(exist_ok=True)
+    folder = str(folder)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return folder
 
 
+@pytest.fixture(scope="session")
+def embedded_manifest(tmp_path_factory) -> str:
+    """0.02 h of the embedded dataset (6 clips, 2 per split; what every `:debug` recipe
+    trains on), rendered once a session for every package's tests."""
+    from musicgen.synth.build import synth_dataset
+
+    out = tmp_path_factory.mktemp("embedded_debug")
+    synth_dataset(out, 0.02, seed=0, workers=1, progress=False)  # no process start-up
+    return str(out / "manifest.jsonl")
+
+
 def _has_accelerator() -> bool:
     return any(d.platform in ("gpu", "tpu") for d in jax.devices())
 
 
+# Session fixtures that train or render (seconds to a minute each): under pytest-xdist
+# (`--dist loadgroup`, scripts/test.sh) every test that uses one runs on the same worker,
+# so each is built once per run rather than once per worker.
+SHARED_FIXTURES = ("lm_debug", "judge_debug", "tiny_pipeline")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
     if _has_accelerator():
         return
     skip = pytest.mark.skip(reason="needs a GPU or TPU; JAX sees only the CPU")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mgcore.audio import AudioFileError, audio_info, load_audio
+from mgcore.data.manifest import iter_manifest
 
 # A file whose peak stays below -80 dBFS holds no usable signal.
 SILENCE_PEAK = 10.0 ** (-80.0 / 20.0)
@@ -165,8 +166,6 @@ def check_manifest(
     progress: bool = True,
 ) -> CheckReport:
     """Checks every file a manifest names, `workers` processes in parallel."""
-    from mgcore.data.manifest import iter_manifest
-
     paths = [e["path"] for e in iter_manifest(manifest)]
     report = CheckReport()
     desc = f"checking {Path(manifest).name}"

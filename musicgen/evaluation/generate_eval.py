@@ -12,12 +12,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from codec.api import Codec, load_codec
 from mgcore import audio as audio_io
-from mgcore.config import ConfigError, load_saved_config
+from mgcore.config import ConfigError, saved_config_dict, to_dict
 from mgcore.data.manifest import ManifestIndex
 from musicgen.evaluation import scoring
+from musicgen.evaluation.judge.api import Judge
+from musicgen.evaluation.judge.eval import evaluate_judge
+from musicgen.evaluation.memorisation import FrameIndex
 from musicgen.evaluation.scoring import REAL_RATE, Clip, GenerateEvalConfig, Scored
+from musicgen.lm.api import LanguageModel
+from musicgen.lm.token_cache import TokenCache
+from musicgen.pipeline import MusicGen
 
 DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "models" / "judge"  # the committed one
 REFERENCE_CLIPS = 128  # at most this many real clips for the Fréchet distance's reference
@@ -29,18 +37,17 @@ def _workdir_data(checkpoint) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = getattr(load_saved_config(path), "data", None)
+        data = saved_config_dict(path).get("data") or {}
     except ConfigError:  # a saved folder or a Hugging Face folder: no training config
         return {}
-    return {k: getattr(data, k) for k in ("codec", "tokens") if hasattr(data, k)}
+    return {k: data[k] for k in ("codec", "tokens") if k in data}
 
 
-def _to_codec(audio, codec) -> np.ndarray:
-    """`[B, C, T]` at 44.1 kHz to the codec's rate and channels."""
-    rate, channels = codec.sample_rate, codec.channels
-    return np.stack(
-        [audio_io.convert_channels(audio_io.resample(a, REAL_RATE, rate), channels) for a in audio]
-    )
+def _codec(source, cache: TokenCache | None) -> Codec:
+    """The codec at `source`; "random" is the one a debug run saved in its token cache."""
+    if str(source) == "random" and cache is not None:
+        source = cache.root / "codec"
+    return load_codec(source)
 
 
 def _batches(n: int, size: int):
@@ -72,12 +79,6 @@ def evaluate_generation(
       config: what to generate and how.
       progress: progress bars.
     """
-    from tqdm.auto import tqdm
-
-    from musicgen.lm_api import LanguageModel
-    from musicgen.lm_family import load_codec
-    from musicgen.token_cache import TokenCache
-
     config = config or GenerateEvalConfig()
     times = {}
     start = time.perf_counter()
@@ -85,28 +86,22 @@ def evaluate_generation(
     tokens = tokens or data.get("tokens")
     cache = TokenCache(tokens) if tokens and Path(tokens).is_dir() else None
     if (Path(checkpoint) / "pipeline.json").is_file():  # a MusicGen pipeline folder
-        from musicgen.pipeline import MusicGen
-
         pipeline = MusicGen.from_pretrained(checkpoint)
         lm, codec_model, codec_path = pipeline.lm, pipeline.codec, codec or checkpoint
         if codec is not None:
-            codec_model = load_codec(str(codec), cache)
+            codec_model = _codec(codec, cache)
     else:
         codec_path = codec or data.get("codec")
         if not codec_path:
             raise ConfigError(f"{checkpoint} names no codec; pass --codec")
         lm = LanguageModel.from_pretrained(checkpoint)
-        codec_model = load_codec(str(codec_path), cache)
+        codec_model = _codec(codec_path, cache)
     judge_model = None
     judge = judge if judge is not None else (DEFAULT_JUDGE if DEFAULT_JUDGE.is_dir() else None)
     if judge is not None:
-        from musicgen.evaluation.judge import Judge
-
         judge_model = Judge.from_pretrained(judge)
     frame_index = None
     if cache is not None:
-        from musicgen.evaluation.memorisation import FrameIndex
-
         # The most frequent frame (silence) matches nothing: silence is not copying.
         frame_index = FrameIndex.from_token_cache(cache, split="train", stop_frames=1)
     clips, rest = scoring.pick_clips(manifest, config)
@@ -117,7 +112,14 @@ def evaluate_generation(
     start = time.perf_counter()
     real = np.stack([c.audio_CxT[:, : round(config.seconds * REAL_RATE)] for c in clips])
     codes = np.concatenate(
-        [codec_model.encode(_to_codec(real[s], codec_model)) for s in _batches(n, config.batch)]
+        [
+            codec_model.encode(
+                audio_io.to_format(
+                    real[s], REAL_RATE, codec_model.sample_rate, codec_model.channels
+                )
+            )
+            for s in _batches(n, config.batch)
+        ]
     )
     samples = round(config.seconds * codec_model.sample_rate)
     round_trip = np.concatenate(
@@ -198,8 +200,6 @@ def evaluate_generation(
     times["continue"] = time.perf_counter() - start
     judge_check = None
     if judge_model is not None:  # its own sanity check: real held-out clips and captions
-        from musicgen.evaluation.judge_family import evaluate_judge
-
         start = time.perf_counter()
         judge_check = evaluate_judge(judge_model, str(manifest), config.split, config.seconds)
         times["judge check"] = time.perf_counter() - start
@@ -209,7 +209,7 @@ def evaluate_generation(
         judge=str(judge) if judge else None,
         tokens=str(tokens) if cache is not None else None,
         manifest=str(manifest),
-        config=_config_dict(config),
+        config=to_dict(config),
         clips=n,
         rows=rows,
         continuation=continuation,
@@ -270,12 +270,6 @@ def _continuations(lm, codec, clips: list[Clip], config: GenerateEvalConfig, pro
         ),
         "model": scoring.agreement(firsts_codec, generated, codec.sample_rate, drums),
     }
-
-
-def _config_dict(config: GenerateEvalConfig) -> dict:
-    from mgcore.config import to_dict
-
-    return to_dict(config)
 
 
 def _details(clips: list[Clip], scored: dict, generated, rate: int) -> dict:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from musicgen.lm.token_cache import TokenCache
+
 DEFAULT_THRESHOLD_SECONDS = 5.0
 _ABSENT = -1  # a query block that occurs nowhere in training
 _BIG = np.int64(1) << 62  # a query frame that occurs nowhere sorts after every symbol
@@ -132,7 +134,7 @@ class FrameIndex:
     def from_token_cache(
         cls, cache, split: str = "train", num_codebooks: int | None = None, stop_frames: int = 0
     ) -> FrameIndex:
-        """Indexes a split of a token cache (`musicgen.token_cache.TokenCache`).
+        """Indexes a split of a token cache (`musicgen.lm.token_cache.TokenCache`).
 
         Args:
           cache: a `TokenCache`, or its folder.
@@ -140,8 +142,6 @@ class FrameIndex:
           num_codebooks, stop_frames: as for the constructor.
         """
         if isinstance(cache, str | os.PathLike):
-            from musicgen.token_cache import TokenCache
-
             cache = TokenCache(cache)
         clips = [cache.codes(split, i) for i in range(cache.num_clips(split))]
         return cls(clips, num_codebooks, stop_frames)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgcore import dsp
 from musicgen.evaluation.scoring import write_json
 
 TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -107,8 +108,6 @@ def plots(report: dict, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mgcore import dsp
 
     d = report["details"]
     written = []

@@ -41,7 +41,7 @@ from mgcore.data.manifest import ManifestError, ManifestIndex
 from musicgen.evaluation import music
 from musicgen.evaluation.distances import frechet_distance, label_kl
 from musicgen.evaluation.prompts import Asked, asked
-from musicgen.sampling import SamplingConfig
+from musicgen.lm.sampling import SamplingConfig
 
 REAL_RATE = 44100
 LUFS = -16.0  # the token cache's loudness: the codes the LM learned from

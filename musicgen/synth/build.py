@@ -26,6 +26,15 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from mgcore import audio
+from mgcore.data.manifest import write_manifest
+from musicgen.synth import corpus
+from musicgen.synth.captions import write_caption
+from musicgen.synth.compose import compose
+from musicgen.synth.render import find_soundfont, fluidsynth_binary, render_piece
+from musicgen.synth.styles import STYLES
 
 SAMPLE_RATE = 44100
 CLIP_SECONDS = (12.0, 24.0)  # each clip's target length is drawn from this range
@@ -51,9 +60,6 @@ def _stable_seed(*parts) -> int:
 
 def plan(hours: float, seed: int, procedural_share: float = 0.5) -> list[ClipJob]:
     """The clips of a dataset of about `hours`, deterministic in `seed`."""
-    from musicgen.synth import corpus
-    from musicgen.synth.styles import STYLES
-
     rng = np.random.default_rng(seed)
     by_collection: dict[str, list] = {}
     for work in corpus.list_works():
@@ -116,18 +122,12 @@ def _assign_splits(composition_keys: list[str], seed: int) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _works_by_id() -> dict:
-    from musicgen.synth import corpus
-
     return {w.id: w for w in corpus.list_works()}
 
 
 def _piece(job: ClipJob):
     if job.source == "procedural":
-        from musicgen.synth.compose import compose
-
         return compose(job.composition, job.composition_seed, job.arrangement_seed, job.seconds)
-    from musicgen.synth import corpus
-
     return corpus.arrange(_works_by_id()[job.composition], job.arrangement_seed, job.seconds)
 
 
@@ -150,10 +150,6 @@ def render_job(job: ClipJob, out_dir: str, soundfont: str, seed: int) -> dict | 
 
     Returns None when a corpus work cannot be arranged (it is reported, not fatal).
     """
-    from mgcore import audio
-    from musicgen.synth.captions import write_caption
-    from musicgen.synth.render import render_piece
-
     piece = _piece(job)
     if piece is None or not piece.tracks:
         return None
@@ -196,11 +192,6 @@ def synth_dataset(
     progress: bool = True,
 ) -> dict:
     """Renders the dataset into `out` (audio/ and manifest.jsonl); returns a summary."""
-    from tqdm.auto import tqdm
-
-    from mgcore.data.manifest import write_manifest
-    from musicgen.synth.render import find_soundfont, fluidsynth_binary
-
     if hours <= 0:
         raise ValueError(f"hours must be > 0, got {hours}")
     out = Path(out)

@@ -11,17 +11,41 @@ Captions are truthful: every stated value is the attributes' own (tempo words fo
 the bpm bands of `tempo_word`, instruments come only from the list, the key and mode are
 the attributes' key and mode).
 
-Template syntax: `{slot}` is a phrase rendered from the attributes; `[...]` is an optional
-part, left out when any slot in it is empty (its attribute dropped or unknown); `a(n)` is
-an indefinite article fitted to the next word. Slots outside brackets are always shown.
+This module holds the writer; the templates and their syntax are in `caption_templates.py`,
+the vocabulary tables in `caption_words.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
+
+from musicgen.synth.caption_templates import (
+    HELD_OUT_TEMPLATES,
+    KEEP_SPACE,
+    SLOT_ATTRS,
+    SLOT_RE,
+    TRAIN_TEMPLATES,
+    Template,
+    pattern_parts,
+    tidy,
+)
+from musicgen.synth.caption_words import (
+    BPM_UNITS,
+    COMPOSER_SHORT,
+    DYNAMICS_PHRASES,
+    DYNAMICS_SHORT,
+    GENRE_HEADS,
+    GENRE_NOUNS,
+    GENRE_STYLES,
+    METER_NAMES,
+    MOOD_WORDS,
+    NO_DRUMS,
+    TEMPO_ADJECTIVES,
+    TEMPO_PACE,
+    tempo_word,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,185 +55,6 @@ class Caption:
     text: str
     template: str
 
-
-@dataclasses.dataclass(frozen=True)
-class Template:
-    """A caption template: a stable id and a pattern in the syntax of the module docstring."""
-
-    id: str
-    pattern: str
-
-
-def _numbered(split: str, patterns: tuple[str, ...]) -> tuple[Template, ...]:
-    return tuple(Template(f"{split}/{i:02d}", p) for i, p in enumerate(patterns, start=1))
-
-
-# Ids are positions: append new templates, never reorder, so ids in manifests stay valid.
-TRAIN_TEMPLATES: tuple[Template, ...] = _numbered("train", (
-    "a(n) [{mood} ]{genre}[ {tempo_pp}][ {key_pp}][, featuring {instruments}][, {dynamics}].",
-    "a(n) [{tempo_adj} ]{genre}[ for {instruments}][ {key_pp}][ {meter_pp}]."
-    "[ The mood is {mood}.]",
-    "{genre}[ with {instruments}][, {details}].",
-    "[{mood} ]{style} music[ {tempo_pp}][, played by {instruments}][ {key_pp}][, {dynamics}].",
-    "a(n) [{key_short} ]{genre}[ {source}][ with {instruments}][ {tempo_pp}].[ It sounds {mood}.]",
-    "This [{mood} ]{genre}[ {source}] features {instruments}[, {tempo_pp}][, {key_pp}].",
-    "[{mood}, ]{tempo_adj} {style}[ {key_pp}][ with {instruments}][ {meter_pp}].",
-    "[{mood} ]{genre} {tempo_pp}[, {key_pp}][, {meter_pp}][, with {instruments}][, {dynamics}].",
-    "a(n) {genre}[ {source}][ {key_pp}][ {tempo_pp}][ for {instruments}][, {mood} in mood].",
-    "{tempo_short}, {key_short}[, {meter_short}]: a(n) [{mood} ]{genre}[ with {instruments}].",
-    "a(n) [{mood} ]{genre} with {instruments}[, {tempo_pp}][, {key_pp}][, {dynamics}].",
-    "{genre}[ {source}].[ {tempo_short}.][ {key_short}.][ {instruments}.][ {mood}.]",
-    "a(n) [{mood} ]{genre}[ {meter_pp}][ {key_pp}][, {tempo_pp}][, {dynamics}][, {source}].",
-    "{instruments}[, {details}] — {genre}[ {source}].",
-    "a(n) [{mood} ]piece in the {style} style[ for {instruments}][ {tempo_pp}][ {key_pp}].",
-    "{key_short} {style}[ {tempo_pp}][, {mood} and {dyn_short}][, for {instruments}].",
-))  # fmt: skip
-
-# Other sentence shapes and connectives than any training template: labelled fields,
-# instruments as the subject, "Built around", "There is ... character", second person.
-HELD_OUT_TEMPLATES: tuple[Template, ...] = _numbered("heldout", (
-    "Genre: {style}.[ Tempo: {tempo_short}.][ Key: {key_short}.][ Meter: {meter_short}.]"
-    "[ Instruments: {instruments}.][ Mood: {mood}.][ Dynamics: {dyn_short}.]",
-    "{play} a(n) [{mood} ]{genre}[ {tempo_pp}][ {key_pp}][, {dynamics}].",
-    "Built around {instruments}, this [{mood} ]{genre} unfolds[ {tempo_pp}][ {key_pp}]"
-    "[ {meter_pp}].",
-    "There is a(n) [{mood} ]{style} character to this[ {tempo_adj}] piece[ for {instruments}]"
-    "[, set {key_pp}][, {source}].",
-    "If you enjoy {style} music, try this[ {tempo_adj}] one[ {key_pp}][, carried by {instruments}]"
-    "[ — {mood} throughout].",
-    "Listen for {instruments}[ {key_pp}]: a(n) [{mood} ]{style} arrangement[ {tempo_pp}]"
-    "[ {source}].",
-))  # fmt: skip
-
-# Noun phrases for a genre, each usable after "a(n)". Only true synonyms: nothing that
-# claims a sub-style, an instrument or a tempo the attributes do not give.
-GENRE_NOUNS: dict[str, tuple[str, ...]] = {
-    "rock": ("rock track", "rock tune", "rock instrumental", "rock piece"),
-    "house": ("house track", "house tune", "house music track", "four-on-the-floor house groove"),
-    "hip-hop": ("hip-hop track", "hip hop beat", "rap instrumental", "hip-hop instrumental"),
-    "jazz swing": ("swing tune", "jazz swing number", "swinging jazz piece", "swing jazz track"),
-    "bossa nova": ("bossa nova", "bossa nova tune", "bossa nova groove"),
-    "waltz": ("waltz", "waltz tune", "waltz piece"),
-    "ambient": ("ambient piece", "ambient track", "ambient soundscape"),
-    "march": ("march", "marching tune", "march piece"),
-    "funk": ("funk groove", "funk track", "funk jam"),
-    "reggae": ("reggae tune", "reggae track", "reggae groove"),
-    "blues": ("blues", "blues number", "blues tune"),
-    "techno": ("techno track", "techno tune", "techno piece"),
-    "baroque chorale": ("baroque chorale", "chorale harmonisation", "chorale setting"),
-    "renaissance motet": ("renaissance motet", "polyphonic motet", "motet from the renaissance"),
-    "renaissance mass": ("renaissance mass movement", "renaissance mass setting"),
-    "madrigal": ("madrigal", "madrigal setting"),
-    "fiddle tune": ("fiddle tune", "fiddle melody"),
-    "celtic folk tune": ("celtic folk tune", "celtic tune", "celtic folk melody"),
-    "folk song": ("folk song", "folk tune", "folk melody"),
-    "medieval ballata": ("medieval ballata", "ballata", "trecento ballata"),
-    "classical": ("classical piece", "classical composition", "piece of classical music"),
-}
-
-# Bare style labels for a genre, usable as "<style> music", "in the <style> style".
-GENRE_STYLES: dict[str, tuple[str, ...]] = {
-    "hip-hop": ("hip-hop", "hip hop", "rap"),
-    "jazz swing": ("swing", "swing jazz", "jazz swing"),
-    "baroque chorale": ("baroque chorale", "chorale"),
-    "renaissance motet": ("renaissance motet", "renaissance polyphony"),
-    "renaissance mass": ("renaissance mass", "renaissance polyphony"),
-    "fiddle tune": ("fiddle",),
-    "celtic folk tune": ("celtic folk", "celtic"),
-    "folk song": ("folk",),
-    "medieval ballata": ("medieval", "trecento"),
-}
-
-# The genre's head noun after a composer's name, as in "a Bach chorale"; genres not here
-# never get the composer as a prefix.
-GENRE_HEADS: dict[str, str] = {
-    "baroque chorale": "chorale",
-    "renaissance motet": "motet",
-    "renaissance mass": "mass movement",
-    "madrigal": "madrigal",
-    "medieval ballata": "ballata",
-    "classical": "piece",
-}
-
-# How a composer is named in short; others go by the last word of the name.
-COMPOSER_SHORT: dict[str, str] = {
-    "J. S. Bach": "Bach",
-    "Johann Sebastian Bach": "Bach",
-    "Josquin des Prez": "Josquin",
-    "Giovanni Pierluigi da Palestrina": "Palestrina",
-}
-
-# Mood synonyms. None of them is a tempo word (see TEMPO_PACE, TEMPO_ADJECTIVES), so a
-# mood never reads as a claim about the tempo.
-MOOD_WORDS: dict[str, tuple[str, ...]] = {
-    "energetic": ("energetic", "high-energy", "vigorous"),
-    "calm": ("calm", "peaceful", "tranquil", "serene"),
-    "melancholic": ("melancholic", "melancholy", "wistful", "sad"),
-    "joyful": ("joyful", "happy", "cheerful", "joyous"),
-    "dark": ("dark", "brooding", "ominous", "gloomy"),
-    "dreamy": ("dreamy", "ethereal", "hazy"),
-    "solemn": ("solemn", "reverent", "sombre", "dignified"),
-    "lively": ("lively", "spirited", "bouncy", "vivacious"),
-    "laid-back": ("laid-back", "relaxed", "easygoing", "mellow"),
-    "triumphant": ("triumphant", "victorious", "heroic", "jubilant"),
-    "happy": ("happy", "cheerful", "sunny"),
-    "sad": ("sad", "sorrowful", "mournful"),
-    "peaceful": ("peaceful", "serene", "calm"),
-    "romantic": ("romantic", "tender"),
-    "tense": ("tense", "suspenseful", "uneasy"),
-    "playful": ("playful", "whimsical"),
-    "nostalgic": ("nostalgic", "wistful", "sentimental"),
-    "uplifting": ("uplifting", "hopeful", "inspiring"),
-    "mysterious": ("mysterious", "enigmatic"),
-    "majestic": ("majestic", "grand", "stately"),
-}
-
-# Dynamics as a trailing phrase ("..., played softly") and as a short predicate ("soft",
-# fits "Dynamics: _" and "calm and _").
-# No tempo words here either: "moderate" dynamics are "mezzo-forte", not "moderate".
-DYNAMICS_PHRASES: dict[str, tuple[str, ...]] = {
-    "soft": ("played softly", "played quietly", "at a gentle volume"),
-    "moderate": ("at mezzo-forte", "neither loud nor soft", "at an even volume"),
-    "loud": ("played loud", "played loudly", "at full volume", "with loud dynamics"),
-    "building": ("building in intensity", "gradually building", "with a steady crescendo"),
-}
-DYNAMICS_SHORT: dict[str, tuple[str, ...]] = {
-    "soft": ("soft", "quiet"),
-    "moderate": ("mezzo-forte", "even in volume"),
-    "loud": ("loud", "forte"),
-    "building": ("building", "swelling", "growing louder"),
-}
-
-# Tempo bands by bpm: [0, 80) slow, [80, 110) moderate, [110, 135) upbeat, [135, ∞) fast.
-# A tempo word in a caption is always one of its band's words below.
-TEMPO_BANDS: tuple[tuple[int, str], ...] = ((80, "slow"), (110, "moderate"), (135, "upbeat"))
-TEMPO_FASTEST = "fast"
-# Words for "a(n) <word> tempo/pace".
-TEMPO_PACE: dict[str, tuple[str, ...]] = {
-    "slow": ("slow", "leisurely", "unhurried"),
-    "moderate": ("moderate", "medium"),
-    "upbeat": ("brisk", "upbeat"),
-    "fast": ("fast", "quick", "rapid"),
-}
-# Words before the genre noun, as in "a mid-tempo waltz".
-TEMPO_ADJECTIVES: dict[str, tuple[str, ...]] = {
-    "slow": ("slow", "slow-paced", "unhurried"),
-    "moderate": ("mid-tempo", "medium-tempo", "moderately paced"),
-    "upbeat": ("upbeat", "up-tempo", "brisk"),
-    "fast": ("fast", "fast-paced", "quick"),
-}
-BPM_UNITS = ("bpm", "BPM", "beats per minute")
-
-# Named metres, used beside the plain "3/4".
-METER_NAMES: dict[str, tuple[str, ...]] = {
-    "4/4": ("common time",),
-    "3/4": ("triple time",),
-    "2/4": ("duple time",),
-    "6/8": ("compound duple time",),
-}
-
-# Phrases for a clip without drums (only said when the list names no drums).
-NO_DRUMS = ("no drums", "drumless", "without drums")
 
 # How likely each attribute is left out of a caption; genre is always kept.
 DROP_PROBABILITY: dict[str, float] = {
@@ -228,38 +73,6 @@ _MIN_SHOWN = 2  # attributes besides the genre that a caption names when it can
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
 _MAJOR_MINOR = ("major", "minor")
 _DRUM_NAMES = ("drums", "drum kit", "percussion")
-
-# Attributes a slot renders; a slot shows when any of them is kept.
-_SLOT_ATTRS: dict[str, tuple[str, ...]] = {
-    "genre": (),
-    "style": (),
-    "mood": ("mood",),
-    "tempo_pp": ("tempo",),
-    "tempo_adj": ("tempo",),
-    "tempo_short": ("tempo",),
-    "key_pp": ("key",),
-    "key_short": ("key",),
-    "meter_pp": ("meter",),
-    "meter_short": ("meter",),
-    "dynamics": ("dynamics",),
-    "dyn_short": ("dynamics",),
-    "instruments": ("instruments", "ensemble"),
-    "play": ("instruments", "ensemble"),
-    "source": ("source",),
-    "details": ("tempo", "key", "meter", "mood", "dynamics", "drums"),
-}
-_SLOT_RE = re.compile(r"\{(\w+)\}")
-_KEEP_SPACE = "\ue000"  # a private-use character standing for a space inside a name
-_PART_RE = re.compile(r"\[([^\[\]]*)\]|([^\[\]]+)")
-
-
-def tempo_word(bpm: float) -> str:
-    """The tempo band of `bpm`: "slow" below 80, "moderate" below 110, "upbeat" below 135,
-    else "fast"."""
-    for upper, word in TEMPO_BANDS:
-        if bpm < upper:
-            return word
-    return TEMPO_FASTEST
 
 
 def write_caption(attributes: dict, rng: np.random.Generator, split: str = "train") -> Caption:
@@ -285,24 +98,6 @@ def write_caption(attributes: dict, rng: np.random.Generator, split: str = "trai
 
 def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
-
-
-def _parts(pattern: str) -> list[tuple[bool, str]]:
-    """Splits a pattern into (optional, text) parts."""
-    return [(opt != "", opt or req) for opt, req in _PART_RE.findall(pattern)]
-
-
-def _article(word: str) -> str:
-    """ "a" or "an" before `word`, by sound: "an F minor", "an 80 bpm", "a euphonium"."""
-    letter = re.match(r"([A-Z])[#b♯♭]?(?![A-Za-z])", word)
-    if letter:  # a note name or other single letter, read by its name
-        return "an" if letter.group(1) in "AEFHILMNORSX" else "a"
-    if word[:1].isdigit():
-        return "an" if re.match(r"8|1[18](?!\d)", word) else "a"
-    lower = word.lower()
-    if lower.startswith(("eu", "uni", "use", "usu", "one", "ukul")):
-        return "a"
-    return "an" if lower[:1] in "aeiou" or lower.startswith(("hour", "honest")) else "a"
 
 
 def _join(items: list[str], rng: np.random.Generator) -> str:
@@ -366,14 +161,14 @@ class _Writer:
         self.composer_prefix = False
 
     def _shows(self, slot: str) -> bool:
-        attrs = _SLOT_ATTRS[slot]
+        attrs = SLOT_ATTRS[slot]
         return not attrs or any(self.keep.get(x) and self.available[x] for x in attrs)
 
     def can_fill(self, template: Template) -> bool:
         """Whether every slot outside brackets has something to say."""
-        for optional, text in _parts(template.pattern):
-            for slot in _SLOT_RE.findall(text):
-                attrs = _SLOT_ATTRS[slot]
+        for optional, text in pattern_parts(template.pattern):
+            for slot in SLOT_RE.findall(text):
+                attrs = SLOT_ATTRS[slot]
                 if not optional and attrs and not any(self.available[x] for x in attrs):
                     return False
         return True
@@ -381,21 +176,21 @@ class _Writer:
     def _shown_attrs(self, parts: list[tuple[bool, str]]) -> set[str]:
         shown = set()
         for _, text in parts:
-            slots = _SLOT_RE.findall(text)
+            slots = SLOT_RE.findall(text)
             if all(self._shows(s) for s in slots):
-                shown |= {x for s in slots for x in _SLOT_ATTRS[s] if self.keep.get(x)}
+                shown |= {x for s in slots for x in SLOT_ATTRS[s] if self.keep.get(x)}
         return {x for x in shown if self.available[x]}
 
     def _choose_kept(self, parts: list[tuple[bool, str]]) -> None:
         rng = self.rng
         self.keep = {x: bool(rng.random() >= p) for x, p in DROP_PROBABILITY.items()}
         for optional, text in parts:  # slots outside brackets are always shown
-            for slot in _SLOT_RE.findall(text):
-                attrs = [x for x in _SLOT_ATTRS[slot] if self.available[x]]
+            for slot in SLOT_RE.findall(text):
+                attrs = [x for x in SLOT_ATTRS[slot] if self.available[x]]
                 if not optional and attrs and not any(self.keep[x] for x in attrs):
                     self.keep[attrs[0]] = True
         # Name at least two attributes besides the genre where the template allows it.
-        used = [x for _, t in parts for s in _SLOT_RE.findall(t) for x in _SLOT_ATTRS[s]]
+        used = [x for _, t in parts for s in SLOT_RE.findall(t) for x in SLOT_ATTRS[s]]
         while len(self._shown_attrs(parts)) < _MIN_SHOWN:
             dropped = sorted({x for x in used if self.available[x] and not self.keep[x]})
             if not dropped:
@@ -404,9 +199,9 @@ class _Writer:
 
     def fill(self, template: Template) -> str:
         """The caption text from `template`; draws the keep/drop choices first."""
-        parts = _parts(template.pattern)
+        parts = pattern_parts(template.pattern)
         self._choose_kept(parts)
-        slots = set(_SLOT_RE.findall(template.pattern))
+        slots = set(SLOT_RE.findall(template.pattern))
         can_prefix = (
             self.keep["source"]
             and self.composer is not None
@@ -417,14 +212,14 @@ class _Writer:
         self.composer_prefix = can_prefix and ("source" not in slots or self.rng.random() < 0.4)
         out = []
         for optional, text in parts:
-            names = _SLOT_RE.findall(text)
+            names = SLOT_RE.findall(text)
             if optional and not all(self._shows(s) for s in names):
                 continue
             values = {s: self._render(s) for s in names}
             if optional and not all(values.values()):
                 continue
             out.append(text.format_map(values))
-        return _tidy("".join(out))
+        return tidy("".join(out))
 
     def _render(self, slot: str) -> str:
         if not self._shows(slot):
@@ -554,7 +349,7 @@ class _Writer:
         if self.work is not None:
             forms += [f"based on {self.work}", f"arranged from {self.work}"]
         # Shield ". " in names ("J. S. Bach", "Op. 18") from the sentence-start capitals.
-        return _pick(self.rng, forms).replace(". ", "." + _KEEP_SPACE)
+        return _pick(self.rng, forms).replace(". ", "." + KEEP_SPACE)
 
     def _drums(self) -> str:
         return _pick(self.rng, NO_DRUMS)
@@ -572,19 +367,3 @@ class _Writer:
         kept = [x for x in renderers if self.keep[x] and self.available[x]]
         order = self.rng.permutation(len(kept))
         return ", ".join(renderers[kept[i]]() for i in order)
-
-
-def _tidy(text: str) -> str:
-    """Articles, spacing and capitals of a filled template."""
-    text = re.sub(
-        r"\b([Aa])\(n\) (\S+)", lambda m: f"{_cap_like(m[1], _article(m[2]))} {m[2]}", text
-    )
-    text = re.sub(r"[ \t\n]+", " ", text).strip()
-    text = re.sub(r" +([,.;:])", r"\1", text)
-    # Capitals at sentence starts; ". " inside names was shielded by _KEEP_SPACE.
-    text = re.sub(r"(^|[.!?] )([a-z])", lambda m: m[1] + m[2].upper(), text)
-    return text.replace(_KEEP_SPACE, " ")
-
-
-def _cap_like(model: str, word: str) -> str:
-    return word.capitalize() if model.isupper() else word

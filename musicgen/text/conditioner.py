@@ -1,4 +1,4 @@
-"""Frozen text encoders behind one interface: captions in, token-level embeddings out.
+"""The text conditioner: captions in, a frozen encoder's token-level embeddings out.
 
 The token LM cross-attends to the last hidden states of a frozen text encoder, as
 MusicGen does (Copet et al. 2023, audiocraft's `T5Conditioner`). A `TextConditioner`
@@ -12,36 +12,32 @@ audiocraft, where the embeddings are multiplied by the mask.
     emb = conditioner(["lofi hip-hop with a dusty piano", ""])
     emb.hidden_BxLxD.shape, emb.mask_BxL.shape  # (2, 64, 384), (2, 64)
 
-Encoders register a builder by `kind` (`register_text_encoder`): "minilm"
-(all-MiniLM-L6-v2, `musicgen/text/bert.py`) and "t5" (T5 / Flan-T5, `musicgen/text/t5.py`).
-This module also holds what their loaders share: reading `config.json`, safetensors and
-`tokenizer.json`, and filling a module's variables strictly from converted weights.
+This module holds the interface (`TextConfig`, `TextEmbedding`, `TextConditioner`,
+`TextEncoderError`) and imports no encoder. The encoders are `musicgen/text/bert.py`
+(all-MiniLM-L6-v2) and `musicgen/text/t5.py` (T5 / Flan-T5); `musicgen/text/encoders.py`
+builds a conditioner by `TextConfig.kind` (`make_text_conditioner`).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
-import os
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.tree_util import GetAttrKey
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
-TOKENIZER_FILE = "tokenizer.json"
+from mgcore.weights import PretrainedError
 
 
-class TextEncoderError(ValueError):
-    """A text encoder can't be built or called; the message says what to do."""
+class TextEncoderError(PretrainedError):
+    """A text encoder can't be built or called; the message says what to do.
+
+    A `PretrainedError`, so one `except PretrainedError` catches every refused import.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,214 +216,3 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
                 "('' for a dropped caption)"
             )
     return texts
-
-
-# ---------------------------------------------------------------------------- registry
-Builder = Callable[[TextConfig], TextConditioner]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def register_text_encoder(kind: str, builder: Builder) -> None:
-    """Makes `make_text_conditioner` build `TextConfig(kind=kind)` with `builder`.
-
-    Args:
-      kind: the encoder's name in `TextConfig.kind`.
-      builder: builds the conditioner from the config.
-    """
-    _BUILDERS[kind] = builder
-
-
-def make_text_conditioner(config: TextConfig) -> TextConditioner:
-    """The conditioner of `config.kind`, with the weights of `config.path`.
-
-    Args:
-      config: which encoder, where its files are and how many tokens per caption.
-
-    Raises:
-      TextEncoderError: an unknown kind, or the encoder's files are missing or unreadable.
-    """
-    if config.kind not in _BUILDERS:
-        raise TextEncoderError(
-            f"unknown text encoder kind {config.kind!r}; use one of {sorted(_BUILDERS)}"
-        )
-    return _BUILDERS[config.kind](config)
-
-
-def _build_minilm(config: TextConfig) -> TextConditioner:
-    from musicgen.text.bert import load_minilm
-
-    model, tokenizer = load_minilm(config.path, max_length=config.max_length)
-    return TextConditioner(
-        model,
-        tokenizer,
-        max_length=config.max_length,
-        pad_id=model.config.pad_token_id,
-        cache_size=config.cache_size,
-    )
-
-
-def _build_t5(config: TextConfig) -> TextConditioner:
-    from musicgen.text.t5 import load_t5_encoder
-
-    if config.path is None:
-        raise TextEncoderError(
-            "TextConfig(kind='t5') needs path=<a local Hugging Face T5 or Flan-T5 folder>"
-        )
-    model, tokenizer = load_t5_encoder(config.path)
-    return TextConditioner(
-        model,
-        tokenizer,
-        max_length=config.max_length,
-        pad_id=model.config.pad_token_id,
-        cache_size=config.cache_size,
-    )
-
-
-register_text_encoder("minilm", _build_minilm)
-register_text_encoder("t5", _build_t5)
-
-
-# ---------------------------------------------------------------------------- loading
-def check_folder(directory: str | os.PathLike, what: str) -> Path:
-    """`directory` as a Path, or a `TextEncoderError` if it is not a folder."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise TextEncoderError(f"{what} folder {directory} does not exist; check TextConfig.path")
-    return directory
-
-
-def read_config(directory: Path) -> dict[str, Any]:
-    """The fields of `directory/config.json`."""
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise TextEncoderError(f"{path} is missing; the folder must hold the model's config.json")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise TextEncoderError(f"{path} can't be read ({err}); save the model again") from err
-
-
-def read_tensors(directory: Path) -> dict[str, np.ndarray]:
-    """Every tensor of `model.safetensors`, or of the shards its index lists, by name."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    if (directory / WEIGHTS_FILE).is_file():
-        files = [directory / WEIGHTS_FILE]
-    elif (directory / INDEX_FILE).is_file():
-        index = json.loads((directory / INDEX_FILE).read_text())
-        files = [directory / f for f in sorted(set(index["weight_map"].values()))]
-    else:
-        raise TextEncoderError(
-            f"{directory} holds no {WEIGHTS_FILE} (nor {INDEX_FILE}); save the model with "
-            "safetensors (transformers' save_pretrained does by default)"
-        )
-    tensors: dict[str, np.ndarray] = {}
-    for path in files:
-        try:
-            tensors.update(load_file(str(path)))
-        except (FileNotFoundError, SafetensorError, OSError) as err:
-            raise TextEncoderError(f"{path} can't be read ({err}); save the model again") from err
-    return tensors
-
-
-def read_tokenizer(directory: Path) -> Any:
-    """The `tokenizers.Tokenizer` of `directory/tokenizer.json`."""
-    from tokenizers import Tokenizer
-
-    path = directory / TOKENIZER_FILE
-    if not path.is_file():
-        hint = (
-            " (it has spiece.model, a slow SentencePiece tokenizer)"
-            if (directory / "spiece.model").is_file()
-            else ""
-        )
-        raise TextEncoderError(
-            f"{path} is missing{hint}; save a fast tokenizer into the folder: "
-            "AutoTokenizer.from_pretrained(folder).save_pretrained(folder) writes tokenizer.json"
-        )
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as err:  # tokenizers raises a bare Exception on a bad file
-        raise TextEncoderError(f"{path} can't be read ({err}); save the tokenizer again") from err
-
-
-def _flat_names(state: Any) -> list[tuple[str, Any]]:
-    """(dotted path, leaf) of every variable of an NNX state."""
-    out = []
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        # Dict keys are the modules' attribute names; a Variable adds a GetAttrKey "value".
-        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-        names = [n for k, n in zip(path, keys, strict=True) if not isinstance(k, GetAttrKey)]
-        out.append((".".join(names), leaf))
-    return out
-
-
-def build_with_weights(
-    make: Callable[[], nnx.Module], flat: dict[str, np.ndarray], source: str
-) -> nnx.Module:
-    """The module `make()` builds, its variables filled strictly from `flat`.
-
-    The module is built from abstract shapes (no random init); every variable must be in
-    `flat` with its shape, and every array of `flat` must fill a variable.
-
-    Args:
-      make: builds the module (with any `rngs`; they are never drawn from).
-      flat: float arrays by dotted variable path (e.g. "layers.0.query.kernel").
-      source: what the weights came from, for error messages.
-    """
-    with nnx.use_eager_sharding(False):
-        graphdef, abstract = nnx.split(nnx.eval_shape(make))
-    named = _flat_names(abstract)
-    names = [name for name, _ in named]
-    missing = [n for n in names if n not in flat]
-    extra = sorted(set(flat) - set(names))
-    if missing or extra:
-        raise TextEncoderError(
-            f"{source} does not match the model its config.json describes: "
-            f"missing {missing[:3]}, unused {extra[:3]}; is config.json from the same model?"
-        )
-    leaves = []
-    for name, leaf in named:
-        if flat[name].shape != leaf.shape:
-            raise TextEncoderError(
-                f"{source}: weight {name} has shape {flat[name].shape}, the config needs "
-                f"{leaf.shape}; is config.json from the same model?"
-            )
-        leaves.append(jnp.asarray(flat[name], leaf.dtype))
-    return nnx.merge(graphdef, jax.tree.unflatten(jax.tree.structure(abstract), leaves))
-
-
-class TensorSource:
-    """A checkpoint's tensors, remembering which the conversion used (strict imports).
-
-    Args:
-      tensors: arrays by checkpoint name.
-      source: what they came from, for error messages.
-    """
-
-    def __init__(self, tensors: dict[str, np.ndarray], source: str):
-        self.tensors, self.source = tensors, source
-        self.used: set[str] = set()
-
-    def has(self, name: str) -> bool:
-        return name in self.tensors
-
-    def take(self, name: str) -> np.ndarray:
-        """The float32 tensor `name`; a `TextEncoderError` if the checkpoint lacks it."""
-        if name not in self.tensors:
-            raise TextEncoderError(
-                f"{self.source} lacks tensor {name!r}, which its config.json implies; "
-                "is config.json from the same model?"
-            )
-        self.used.add(name)
-        return np.asarray(self.tensors[name], np.float32)
-
-    def check_all_used(self, ignored: Callable[[str], bool] = lambda name: False) -> None:
-        """Raises if a tensor the conversion did not use is not explicitly `ignored`."""
-        unused = sorted(n for n in set(self.tensors) - self.used if not ignored(n))
-        if unused:
-            raise TextEncoderError(
-                f"{len(unused)} tensors of {self.source} map to nothing in the model its "
-                f"config.json describes, e.g. {unused[:5]}; is config.json from the same model?"
-            )

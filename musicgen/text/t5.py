@@ -33,15 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from musicgen.text.conditioner import (
-    TensorSource,
-    TextEncoderError,
-    build_with_weights,
-    check_folder,
-    read_config,
-    read_tensors,
-    read_tokenizer,
-)
+from mgcore.hf import Tensors, fill, read_config, read_tensors
+from musicgen.text.conditioner import TextEncoderError
+from musicgen.text.files import check_folder, read_tokenizer
 
 # Float32 matmuls at full precision everywhere (no TF32 on GPUs): the parity tests hold 1e-5.
 PRECISION = jax.lax.Precision.HIGHEST
@@ -251,7 +245,7 @@ def _ignored(name: str) -> bool:
     return name.startswith("decoder.") or name == "lm_head.weight"
 
 
-def convert_t5_weights(config: T5Config, src: TensorSource, prefix: str = "") -> dict:
+def convert_t5_weights(config: T5Config, src: Tensors, prefix: str = "") -> dict:
     """Our flat variables from a transformers T5 state dict (names: module doc).
 
     Args:
@@ -304,9 +298,9 @@ def load_t5_encoder_from_state(
       source: what the tensors came from, for error messages.
     """
     config = T5Config.from_hf(hf_config)
-    src = TensorSource(tensors, source)
+    src = Tensors(tensors, source, TextEncoderError)
     flat = convert_t5_weights(config, src, prefix)
-    return build_with_weights(lambda: T5Encoder(config, rngs=nnx.Rngs(0)), flat, source)
+    return fill(lambda: T5Encoder(config, rngs=nnx.Rngs(0)), flat, source, TextEncoderError)
 
 
 def load_t5_encoder(directory: str | os.PathLike) -> tuple[T5Encoder, Any]:
@@ -322,12 +316,15 @@ def load_t5_encoder(directory: str | os.PathLike) -> tuple[T5Encoder, Any]:
         that don't match it.
     """
     directory = check_folder(directory, "the T5 text encoder")
-    hf = read_config(directory)
+    hf = read_config(directory, TextEncoderError)
     prefix = ""
     if hf.get("model_type") == "musicgen":  # a MusicGen folder: its text_encoder part
         hf, prefix = hf.get("text_encoder") or {}, "text_encoder."
     tokenizer = read_tokenizer(directory)
     model = load_t5_encoder_from_state(
-        hf, read_tensors(directory), prefix=prefix, source=f"the T5 weights in {directory}"
+        hf,
+        read_tensors(directory, TextEncoderError),
+        prefix=prefix,
+        source=f"the T5 weights in {directory}",
     )
     return model, tokenizer

@@ -1,16 +1,7 @@
-"""Shared by the musicgen tests: the embedded dataset's smallest slice, rendered once."""
+"""Shared by the musicgen tests: debug runs trained once a session on the embedded
+dataset's smallest slice (`embedded_manifest`, tests/conftest.py), and a tiny pipeline."""
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def embedded_manifest(tmp_path_factory) -> str:
-    """0.02 h of the embedded dataset (6 clips, 2 per split), rendered once a session."""
-    from musicgen.synth.build import synth_dataset
-
-    out = tmp_path_factory.mktemp("embedded_debug")
-    synth_dataset(out, 0.02, seed=0, workers=1, progress=False)  # no process start-up
-    return str(out / "manifest.jsonl")
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +38,12 @@ def tiny_pipeline():
     from flax import nnx
 
     from codec.api import random_codec
-    from diffusion.refiner import CoarseConfig, RefinerConfig, RefinerNet
-    from diffusion.refiner_api import Refiner
-    from musicgen.lm import LMConfig, MusicGenLM
-    from musicgen.lm_api import LanguageModel
+    from diffusion.refiner.api import Refiner
+    from diffusion.refiner.model import CoarseConfig, RefinerConfig, RefinerNet
+    from musicgen.lm.api import LanguageModel
+    from musicgen.lm.model import LMConfig, MusicGenLM
+    from musicgen.lm.sampling import SamplingConfig
     from musicgen.pipeline import MusicGen
-    from musicgen.sampling import SamplingConfig
     from musicgen.text import TextConfig
 
     codec = random_codec()

@@ -110,7 +110,7 @@ def test_eval_generate_writes_ceiling_floor_and_model_rows(
 
 
 def test_adherence_hook_with_a_judge_adds_instruments_and_clap(judge_debug):
-    from musicgen.evaluation.judge import Judge
+    from musicgen.evaluation.judge.api import Judge
 
     judge = Judge.from_pretrained(judge_debug[0])
     name = judge.instruments[0]

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from musicgen import token_cache
 from musicgen.evaluation.memorisation import (
     FrameIndex,
     Match,
     copied_seconds,
     memorisation_summary,
 )
+from musicgen.lm import token_cache
 
 K, V = 4, 1024
 

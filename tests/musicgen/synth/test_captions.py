@@ -5,14 +5,20 @@ import re
 import numpy as np
 import pytest
 
-from musicgen.synth import captions
-from musicgen.synth.captions import (
-    HELD_OUT_TEMPLATES,
-    TRAIN_TEMPLATES,
-    Caption,
+from musicgen.synth.caption_templates import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES
+from musicgen.synth.caption_words import (
+    DYNAMICS_PHRASES,
+    DYNAMICS_SHORT,
+    GENRE_NOUNS,
+    GENRE_STYLES,
+    METER_NAMES,
+    MOOD_WORDS,
+    NO_DRUMS,
+    TEMPO_ADJECTIVES,
+    TEMPO_PACE,
     tempo_word,
-    write_caption,
 )
+from musicgen.synth.captions import Caption, write_caption
 from musicgen.synth.score import GM_PROGRAMS
 
 JAZZ = {
@@ -125,7 +131,7 @@ def _assert_truthful(text: str, a: dict) -> None:
     # Text that names things other than instruments and values: names, titles, genres.
     genre = a["genre"].lower()
     names = [a["source_work"], a["composer"], a["ensemble"]]
-    names += captions.GENRE_NOUNS.get(genre, ()) + captions.GENRE_STYLES.get(genre, ())
+    names += GENRE_NOUNS.get(genre, ()) + GENRE_STYLES.get(genre, ())
     body = _without(text.lower(), [n.lower() for n in names if n])
     cased = text
     for n in names:
@@ -138,10 +144,10 @@ def _assert_truthful(text: str, a: dict) -> None:
     for number in re.findall(r"\b\d+\b", re.sub(r"\d+/\d+", " ", body)):
         assert int(number) == a["bpm"], text
     band = tempo_word(a["bpm"])
-    for other in captions.TEMPO_PACE:
+    for other in TEMPO_PACE:
         if other == band:
             continue
-        for word in captions.TEMPO_PACE[other] + captions.TEMPO_ADJECTIVES[other]:
+        for word in TEMPO_PACE[other] + TEMPO_ADJECTIVES[other]:
             assert not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", body), (word, text)
 
     # Key: every tonic + mode phrase is the attributes' own, and so is every mode word.
@@ -241,8 +247,8 @@ def test_variety(split):
     assert any(re.search(r"\b96\b", t) is None and "mid-tempo" in t for t in lowered)
     assert any(re.search(r"\b96\b", t) for t in lowered)
     # Several genre and mood synonyms, and attributes in more than one order.
-    assert sum(any(g in t for t in lowered) for g in captions.GENRE_NOUNS["jazz swing"]) >= 3
-    assert sum(any(m in t for t in lowered) for m in captions.MOOD_WORDS["melancholic"]) >= 3
+    assert sum(any(g in t for t in lowered) for g in GENRE_NOUNS["jazz swing"]) >= 3
+    assert sum(any(m in t for t in lowered) for m in MOOD_WORDS["melancholic"]) >= 3
     assert any(t.find("f minor") < t.find("96") for t in lowered if "f minor" in t and "96" in t)
     assert any(t.find("f minor") > t.find("96") for t in lowered if "f minor" in t and "96" in t)
 
@@ -251,7 +257,7 @@ def test_attributes_are_sometimes_left_out():
     lowered = [c.text.lower() for c in _draw(JAZZ)]
     assert any("minor" not in t for t in lowered)
     assert any("96" not in t and "tempo" not in t and "pace" not in t for t in lowered)
-    assert any(not any(m in t for m in captions.MOOD_WORDS["melancholic"]) for t in lowered)
+    assert any(not any(m in t for m in MOOD_WORDS["melancholic"]) for t in lowered)
     # The list may be cut to its first few entries.
     assert any("saxophone" not in t and "electric bass" in t for t in lowered)
 
@@ -272,22 +278,22 @@ def test_captions_are_truthful_and_well_formed(a, split):
 
 def _mentions(text: str, a: dict) -> set[str]:
     t = text.lower()
-    moods = captions.MOOD_WORDS.get(a["mood"], (a["mood"],))
-    dyn = captions.DYNAMICS_PHRASES.get(a["dynamics"], ()) + captions.DYNAMICS_SHORT.get(
+    moods = MOOD_WORDS.get(a["mood"], (a["mood"],))
+    dyn = DYNAMICS_PHRASES.get(a["dynamics"], ()) + DYNAMICS_SHORT.get(
         a["dynamics"], (a["dynamics"],)
     )
     band = tempo_word(a["bpm"])
     sources = [s for s in (a["composer"], a["source_work"]) if s and a["source"] == "music21"]
     checks = {
-        "tempo": [str(a["bpm"]), *captions.TEMPO_PACE[band], *captions.TEMPO_ADJECTIVES[band]],
+        "tempo": [str(a["bpm"]), *TEMPO_PACE[band], *TEMPO_ADJECTIVES[band]],
         "key": [a["mode"]],
-        "meter": [a["time_signature"], *captions.METER_NAMES.get(a["time_signature"], ())],
+        "meter": [a["time_signature"], *METER_NAMES.get(a["time_signature"], ())],
         "instruments": [n.lower() for n in a["instruments"]],
         "ensemble": [a["ensemble"]] if a["ensemble"] else [],
         "mood": list(moods),
         "dynamics": list(dyn),
         "source": sources + (["bach"] if a["composer"] else []),
-        "drums": list(captions.NO_DRUMS),
+        "drums": list(NO_DRUMS),
     }
     return {k for k, words in checks.items() if any(w.lower() in t for w in words)}
 
@@ -295,9 +301,7 @@ def _mentions(text: str, a: dict) -> set[str]:
 @pytest.mark.parametrize("split", ["train", "held_out"])
 def test_genre_and_two_more_attributes(split):
     for a in ALL_ATTRIBUTES:
-        genre_words = captions.GENRE_NOUNS.get(a["genre"], ()) + captions.GENRE_STYLES.get(
-            a["genre"], (a["genre"],)
-        )
+        genre_words = GENRE_NOUNS.get(a["genre"], ()) + GENRE_STYLES.get(a["genre"], (a["genre"],))
         for caption in _draw(a, split, n=100):
             t = caption.text.lower()
             assert any(g in t for g in genre_words) or "chorale" in t, caption.text

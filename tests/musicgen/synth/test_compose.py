@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from musicgen.synth.compose import DARK_MODES, DYNAMICS, MODES, compose
+from musicgen.synth.compose import DYNAMICS, compose
+from musicgen.synth.harmony import DARK_MODES, MODES
 from musicgen.synth.score import DRUM_KEYS
 from musicgen.synth.styles import DRUM_STYLES, STYLES
 

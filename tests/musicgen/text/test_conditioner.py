@@ -10,6 +10,7 @@ from musicgen.text import (
     make_text_conditioner,
     register_text_encoder,
 )
+from musicgen.text import encoders as module
 
 
 @pytest.fixture
@@ -115,6 +116,4 @@ def test_config_errors_and_registry(t5_folders):
         conditioner = make_text_conditioner(TextConfig(kind="clap", path=str(t5_folders["relu"])))
         assert conditioner.max_length == 4 and conditioner.dim == 32
     finally:
-        from musicgen.text import conditioner as module
-
         del module._BUILDERS["clap"]

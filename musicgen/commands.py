@@ -1,0 +1,308 @@
+"""What each `musicgen` subcommand runs (`musicgen.cli` builds the parsers and names the
+handler here by `run`); each is a thin wrapper over functions a notebook can call too.
+
+This module imports the whole framework; `musicgen.cli` imports it only once a command
+is dispatched, so `musicgen --help` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from codec.api import load_codec
+from codec.eval import evaluate_codec
+from codec.eval import write_report as write_codec_report
+from diffusion.refiner.api import Refiner
+from diffusion.refiner.eval import evaluate_refiner
+from diffusion.refiner.eval import write_report as write_refiner_report
+from mgcore.audio import AudioFileError, load_audio, save_audio
+from mgcore.config import ConfigError
+from mgcore.data.check import check_manifest, report_json
+from mgcore.data.manifest import ManifestError
+from mgcore.data.prepare import prepare_manifest
+from mgcore.trainer import NonFiniteError
+from mgcore.weights import PretrainedError
+from musicgen import demo, train
+from musicgen.cli_types import UsageError
+from musicgen.evaluation.generate_eval import evaluate_generation
+from musicgen.evaluation.report import markdown
+from musicgen.evaluation.report import write_report as write_generate_report
+from musicgen.evaluation.scoring import GenerateEvalConfig
+from musicgen.lm.api import LanguageModel
+from musicgen.lm.eval import evaluate_lm
+from musicgen.lm.eval import write_report as write_lm_report
+from musicgen.lm.sampling import SamplingConfig
+from musicgen.lm.token_cache import TokenCacheError
+from musicgen.lm.token_encode import encode_dataset
+from musicgen.pipeline import MusicGen
+from musicgen.synth.build import synth_dataset
+from musicgen.synth.render import RenderError
+from musicgen.text import TextEncoderError
+
+# Errors that mean bad input, not a bug: reported in one line, exit status 1.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    AudioFileError,
+    ConfigError,
+    ManifestError,
+    NonFiniteError,
+    PretrainedError,
+    RenderError,
+    TextEncoderError,
+    TokenCacheError,
+    FileNotFoundError,
+    NotADirectoryError,
+)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+
+    try:
+        demo.run(
+            out_dir=args.out,
+            checkpoint=args.checkpoint,
+            duration=args.duration,
+            seed=args.seed,
+            clip=args.clip,
+            prompts=args.prompt or demo.PROMPTS,
+            refine_steps=args.refine_steps,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError) as err:  # the pipeline's checks of the arguments
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+
+    for path in args.files:
+        demo.print_file_report(path)
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+
+    summary = synth_dataset(
+        args.out, args.hours, args.seed, soundfont=args.soundfont, workers=args.workers
+    )
+    print(
+        f"{summary['clips']} clips, {summary['hours']:.3f} h "
+        f"(train {summary['splits']['train']}, valid {summary['splits']['valid']}, "
+        f"test {summary['splits']['test']}; {summary['with_drums']} with drums, "
+        f"{summary['genres']} genres) in {summary['seconds']:.1f} s: "
+        f"{summary['realtime_factor']:.1f}x real time"
+    )
+    print(f"manifest: {Path(args.out) / 'manifest.jsonl'}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+
+    report = prepare_manifest(
+        args.audio_dir,
+        args.out,
+        captions=args.captions,
+        valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction,
+        min_seconds=args.min_seconds,
+        workers=args.workers,
+    )
+    print(report.format_table())
+    print(f"manifest: {args.out} ({report.usable} clips)")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+
+    report = check_manifest(
+        args.manifest, min_seconds=args.min_seconds, workers=args.workers, progress=not args.json
+    )
+    print(report_json(report) if args.json else report.format_table())
+    return 0
+
+
+def cmd_data_encode(args: argparse.Namespace) -> int:
+
+    train.use_compilation_cache()  # one program per clip length: a rerun skips compiling them
+    summary = encode_dataset(
+        args.codec,
+        args.manifest,
+        args.out,
+        splits=args.splits,
+        batch_seconds=args.batch_seconds,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    splits = ", ".join(
+        f"{name} {s['clips']} clips / {s['frames']} frames" for name, s in summary["splits"].items()
+    )
+    skipped = sum(summary["skipped"].values())
+    print(
+        f"encoded {summary['encoded']} clips ({summary['encoded_seconds'] / 3600:.3f} h) in "
+        f"{summary['seconds']:.1f} s, skipped {skipped}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['skipped'].items())})" if skipped else "")
+        + f"; cache: {splits}"
+    )
+    print(f"cache: {Path(args.out) / 'cache.json'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+
+    last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
+    if last:
+        print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
+    return 0
+
+
+def cmd_eval_codec(args: argparse.Namespace) -> int:
+
+    report = evaluate_codec(
+        args.checkpoint,
+        args.manifest,
+        split=args.split,
+        n_codebooks=tuple(args.codebooks) if args.codebooks else None,
+        max_clips=args.clips,
+        seconds=args.seconds,
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_codec_report(report, args.out)
+        print(f"written: {json_path} and codec_eval.md")
+    return 0
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+
+    report = evaluate_lm(
+        args.checkpoint,
+        tokens=args.tokens,
+        split=args.split,
+        caption_field=args.caption_field,
+        seconds=args.seconds,
+        head_seconds=args.head_seconds,
+        batch_size=args.batch,
+        weights=tuple(args.weights),
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_lm_report(report, args.out)
+        print(f"written: {json_path} and lm_eval.md")
+    return 0
+
+
+def cmd_eval_refiner(args: argparse.Namespace) -> int:
+
+    report = evaluate_refiner(
+        args.checkpoint,
+        args.manifest,
+        split=args.split,
+        steps=tuple(args.steps),
+        max_clips=args.clips,
+        seconds=args.seconds,
+        batch_size=args.batch,
+        seed=args.seed,
+    )
+    print(report.markdown())
+    if args.out:
+        json_path, _ = write_refiner_report(report, args.out)
+        print(f"written: {json_path} and refiner_eval.md")
+    return 0
+
+
+def cmd_eval_generate(args: argparse.Namespace) -> int:
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              cfg_coef=args.cfg_coef, dtype=args.dtype)  # fmt: skip
+    config = GenerateEvalConfig(
+        split=args.split, n=args.n, seconds=args.seconds, continuations=args.continuations,
+        prompt_seconds=args.prompt_seconds, continue_seconds=args.continue_seconds,
+        batch=args.batch, seed=args.seed, sampling=sampling,
+    )  # fmt: skip
+    report = evaluate_generation(args.checkpoint, args.manifest, judge=args.judge,
+                                 codec=args.codec, tokens=args.tokens, config=config)  # fmt: skip
+    print(markdown(report))
+    if args.out:
+        paths = write_generate_report(report, args.out)
+        print(f"written: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+
+    start = time.perf_counter()
+    mg = MusicGen.from_pretrained(args.checkpoint, refiner=args.refiner)
+    print(
+        f"loaded {args.checkpoint or 'the reference model'} in {time.perf_counter() - start:.1f} s"
+    )
+    return mg
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return dict(
+        seed=args.seed,
+        cfg_coef=args.cfg_coef,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        refine=not args.no_refine,
+        refine_steps=args.refine_steps,
+        progress=not args.no_progress,
+    )
+
+
+def output_paths(out: str, n: int) -> list[Path]:
+    """`out` for one clip; `out` numbered (`song_0.wav`, `song_1.wav`, ...) for several."""
+    path = Path(out)
+    if path.suffix.lower() not in (".wav", ".flac"):
+        raise UsageError(f"-o {out}: write a .wav or .flac file")
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n)]
+
+
+def _run(mg, call, paths: list[Path]) -> int:
+
+    start = time.perf_counter()
+    try:
+        audio = call()
+    except (ValueError, TypeError) as err:  # the pipeline's checks of the arguments
+        raise UsageError(str(err)) from None
+    total = time.perf_counter() - start
+    for path, clip in zip(paths, audio, strict=True):
+        save_audio(path, clip, mg.sample_rate)
+        print(f"written: {path} ({clip.shape[-1] / mg.sample_rate:.1f} s, {mg.sample_rate} Hz)")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in mg.timings.items())
+    print(f"generated in {total:.1f} s ({stages})")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    paths = output_paths(args.output, len(args.prompts))
+    mg = _load(args)
+    return _run(mg, lambda: mg.generate(args.prompts, args.duration, **_options(args)), paths)
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+
+    paths = output_paths(args.output, 1)
+    clip, rate = load_audio(args.clip)
+    mg = _load(args)
+    prompts = [args.prompt] if args.prompt else None
+    call = lambda: mg.generate_continuation(clip, rate, prompts, args.duration, **_options(args))  # noqa: E731
+    return _run(mg, call, paths)
+
+
+def cmd_assemble(args: argparse.Namespace) -> int:
+
+    refiner = Refiner.from_pretrained(args.refiner) if args.refiner else None
+    mg = MusicGen(
+        LanguageModel.from_pretrained(args.lm),
+        load_codec(args.codec),
+        refiner,
+        max_duration=args.max_duration,
+    )
+    out = mg.save_pretrained(args.out, float16=args.float16)
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    print(f"written: {out} ({size / 1e6:.1f} MB)")
+    return 0

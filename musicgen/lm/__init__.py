@@ -1,0 +1,7 @@
+"""The token LM stage: MusicGen's decoder over codec tokens, conditioned on text.
+
+`model.py` (the decoder and its config), `attention.py`, `patterns.py` (codebook
+interleaving), `sampling.py` (KV-cached decoding with guidance), `token_cache.py` (codes
+encoded once from a manifest), `family.py` (training), `api.py` (`LanguageModel`),
+`eval.py` (`musicgen eval lm`) and `hf_import.py` (MusicGen weights from Hugging Face).
+"""

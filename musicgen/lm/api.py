@@ -1,0 +1,273 @@
+"""The token LM as users meet it: load, save, generate codes and audio, continue a clip.
+
+    lm = LanguageModel.from_pretrained("runs/lm_tiny")      # a training workdir or a save
+    codec = Codec.from_pretrained("runs/codec_tiny")
+    audio = lm.generate_audio(codec, ["calm folk tune with flute"], seconds=8, seed=0)
+    more = lm.continue_audio(codec, clip, 44100, ["calm folk tune"], seconds=12)
+    lm, codec = load_hf_musicgen("hf/musicgen-small")  # published weights (lm/hf_import.py)
+
+A `LanguageModel` holds the decoder, its text conditioner and its context window (the
+training length); generation longer than the window slides it by MusicGen's ratio of
+18 s in 30 s (`sampling.generate_codes`). `save_pretrained(dir)` writes `lm.json` and
+`model.safetensors` (`mgcore.weights`); the text encoder is named by its config (the
+installed MiniLM, or a local T5 folder), not copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from codec.api import Codec, StereoCodec
+from codec.hf_import import is_hf_musicgen_folder
+from mgcore import audio as audio_io
+from mgcore.config import from_dict, to_dict
+from mgcore.weights import (
+    PretrainedError,
+    SavedFormat,
+    abstract_model,
+    is_workdir,
+    load_workdir_model,
+)
+from musicgen.lm import hf_import
+from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
+from musicgen.lm.sampling import SamplingConfig, generate_codes
+from musicgen.lm.token_cache import TokenCache
+from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
+
+SAVED = SavedFormat("musicgen-jax-lm", 1, "lm.json")
+CONFIG_FILE = SAVED.config_file
+STRIDE_FRACTION = 18.0 / 30.0  # MusicGen's extend stride over its 30 s context
+
+
+def new_lm(config: LMConfig) -> MusicGenLM:
+    """A decoder of `config` (random weights; under `abstract_model`, shapes only)."""
+    return MusicGenLM(config, rngs=nnx.Rngs(0))
+
+
+def abstract_lm(config: LMConfig):
+    """(graphdef, abstract state) of a decoder of `config`."""
+    return abstract_model(lambda: new_lm(config))
+
+
+class LanguageModel:
+    """A trained token LM with its text conditioner.
+
+    Args:
+      model: the decoder (weights included).
+      text: the text encoder's config.
+      window_seconds: the context the model was trained on.
+      frame_rate: the codec's frames per second.
+      conditioner: an already built conditioner for `text` (optional).
+    """
+
+    def __init__(
+        self,
+        model: MusicGenLM,
+        text: TextConfig,
+        window_seconds: float,
+        frame_rate: float,
+        conditioner: TextConditioner | None = None,
+    ):
+        self.model, self.text_config = model, text
+        self.window_seconds, self.frame_rate = window_seconds, frame_rate
+        self._conditioner = conditioner
+
+    @property
+    def config(self) -> LMConfig:
+        return self.model.config
+
+    @property
+    def conditioner(self) -> TextConditioner:
+        if self._conditioner is None:
+            self._conditioner = make_text_conditioner(self.text_config)
+        return self._conditioner
+
+    @property
+    def window(self) -> int:
+        return max(1, round(self.window_seconds * self.frame_rate))
+
+    def with_weights(self, weights: str) -> LanguageModel:
+        """The same model for sampling with "float32", "bfloat16" or "int8" weights."""
+        if weights == "float32":
+            return self
+        graphdef, state = nnx.split(self.model)
+        if weights == "bfloat16":
+            state = jax.tree.map(
+                lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x, state
+            )
+            model = nnx.merge(graphdef, state)
+        elif weights == "int8":
+            config = dataclasses.replace(self.config, weights="int8")
+            graphdef8, abstract8 = abstract_lm(config)
+            model = nnx.merge(graphdef8, quantize_state(state, abstract8))
+        else:
+            raise ValueError(f"weights must be float32, bfloat16 or int8, got {weights!r}")
+        return LanguageModel(
+            model, self.text_config, self.window_seconds, self.frame_rate, self._conditioner
+        )
+
+    # -- generation -----------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        frames: int,
+        *,
+        sampling: SamplingConfig,
+        seed: int = 0,
+        prompt_codes: np.ndarray | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Codes `[B, K, frames]` for one text prompt per row ("" for none)."""
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"prompts must be strings, got {type(p).__name__}")
+        text = self.conditioner(list(prompts))
+        window = self.window
+        stride = max(1, round(window * STRIDE_FRACTION))
+        return generate_codes(
+            self.model,
+            text.hidden_BxLxD,
+            text.mask_BxL,
+            frames,
+            sampling=sampling,
+            seed=seed,
+            prompt_BxKxP=prompt_codes,
+            window=window,
+            stride=stride,
+            progress=progress,
+        )
+
+    def generate_audio(
+        self,
+        codec,
+        prompts: Sequence[str],
+        seconds: float,
+        *,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+        progress=None,
+    ) -> np.ndarray:
+        """Audio `[B, C, T]` at the codec's rate for each prompt."""
+        frames = max(1, round(seconds * codec.frame_rate))
+        codes = self.generate(
+            prompts, frames, sampling=sampling or SamplingConfig(), seed=seed, progress=progress
+        )
+        return codec.decode(codes, round(seconds * codec.sample_rate))
+
+    def continue_audio(
+        self,
+        codec,
+        clip: np.ndarray,
+        sample_rate: int,
+        prompts: Sequence[str] | None,
+        seconds: float,
+        *,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+        progress=None,
+    ) -> np.ndarray:
+        """The clip's codes kept, continued to `seconds` in total: audio `[B, C, T]`.
+
+        Args:
+          clip: `[C, T]` or `[B, C, T]` audio at `sample_rate` (resampled and mixed to the
+            codec's format).
+          prompts: one caption per row (None: unconditional, "").
+          seconds: total length of the result, the clip included.
+        """
+        wav = audio_io.to_format(clip, sample_rate, codec.sample_rate, codec.channels)
+        prompt_codes = codec.encode(wav)
+        prompts = list(prompts) if prompts is not None else [""] * len(wav)
+        if len(prompts) != len(wav):
+            raise ValueError(f"{len(prompts)} prompts for {len(wav)} clips")
+        frames = max(round(seconds * codec.frame_rate), prompt_codes.shape[-1])
+        codes = self.generate(
+            prompts,
+            frames,
+            sampling=sampling or SamplingConfig(),
+            seed=seed,
+            prompt_codes=prompt_codes,
+            progress=progress,
+        )
+        return codec.decode(codes, round(frames / codec.frame_rate * codec.sample_rate))
+
+    # -- files ------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Writes `lm.json` and `model.safetensors` into `directory`."""
+        return SAVED.save(directory, nnx.state(self.model), self.config,
+                          text=to_dict(self.text_config), window_seconds=self.window_seconds,
+                          frame_rate=self.frame_rate)  # fmt: skip
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> LanguageModel:
+        """Loads a `save_pretrained` folder, a `musicgen train` workdir of an LM run, or a
+        Hugging Face MusicGen folder (`musicgen/lm/hf_import.py`; with its codec:
+        `load_hf_musicgen`)."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise PretrainedError(f"{directory} is not a folder; name a saved LM's folder")
+        if is_hf_musicgen_folder(directory):
+            return _from_hf(hf_import.read_hf_musicgen(directory, with_codec=False))
+        if SAVED.holds(directory):
+            model, meta = SAVED.load(directory, LMConfig, new_lm)
+            text = from_dict(TextConfig, meta["text"])
+            return cls(model, text, meta["window_seconds"], meta["frame_rate"])
+        if is_workdir(directory):
+            build = lambda c: new_lm(from_dict(LMConfig, c["model"]))  # noqa: E731
+            experiment, model = load_workdir_model(directory, build)
+            data = experiment["data"]
+            frame_rate = TokenCache(data["tokens"]).frame_rate
+            return cls(model, from_dict(TextConfig, experiment["text"]), data["seconds"],
+                       frame_rate)  # fmt: skip
+        raise PretrainedError(
+            f"{directory} holds neither {CONFIG_FILE} (save_pretrained), nor config.json with "
+            "checkpoints/ (a musicgen train workdir of an LM run), nor config.json of "
+            "model_type musicgen with model.safetensors (Hugging Face)"
+        )
+
+
+def _from_hf(parts: hf_import.HFMusicGen) -> LanguageModel:
+    return LanguageModel(parts.lm, parts.text, parts.window_seconds, parts.frame_rate,
+                         parts.conditioner)  # fmt: skip
+
+
+def load_hf_musicgen(directory: str | os.PathLike) -> tuple[LanguageModel, Codec | StereoCodec]:
+    """The LM (with its T5 conditioner) and the codec of a Hugging Face MusicGen folder.
+
+    Args:
+      directory: a MusicGen folder (`hf_import.read_hf_musicgen`).
+
+    Returns:
+      (LanguageModel, codec): EnCodec at the checkpoint's rate (32 kHz), a `StereoCodec`
+      over it for the stereo models.
+    """
+    parts = hf_import.read_hf_musicgen(directory, with_codec=True)
+    codec = Codec(parts.codec)
+    return _from_hf(parts), StereoCodec(codec) if parts.channels == 2 else codec
+
+
+def generate_audio(
+    model: MusicGenLM,
+    codec,
+    conditioner: TextConditioner,
+    prompts: Sequence[str],
+    seconds: float,
+    *,
+    sampling: SamplingConfig,
+    seed: int = 0,
+    window_seconds: float | None = None,
+) -> np.ndarray:
+    """Audio `[B, C, T]` from a bare decoder (the training family's evaluation hook)."""
+    lm = LanguageModel(
+        model, TextConfig(), window_seconds or seconds, codec.frame_rate, conditioner
+    )
+    return lm.generate_audio(codec, prompts, seconds, sampling=sampling, seed=seed)

@@ -1,0 +1,422 @@
+"""The token LM: MusicGen's decoder (Copet et al., 2023) in Flax NNX.
+
+A pre-norm transformer over the interleaved codebook sequence (`patterns.py`):
+
+- input: the K codebook embeddings of each step, summed (each table has `card + 1`
+  rows; row `card` is the special token of delays and of the start step), plus
+  sinusoidal positions (cos then sin, period 10000, as audiocraft and transformers);
+- each block: LayerNorm -> causal self-attention -> residual, LayerNorm ->
+  cross-attention to the text -> residual, LayerNorm -> MLP (GELU) -> residual; no biases
+  in attention or MLP, as MusicGen;
+- the text's token states pass through `text_proj` (Linear with bias) and are zeroed
+  where the text mask is 0, so a dropped caption (all mask 0) contributes nothing
+  (classifier-free guidance's unconditional branch);
+- optionally (`text_sum`), the caption's sentence embedding (the masked mean of the text
+  states, L2-normalised: all-MiniLM's pooling) through `text_sum_proj` is added to every
+  input step, as audiocraft's "sum" fuser does for global conditions: a direct path from
+  the caption to every position, which a small model on a short budget learns much faster
+  than cross-attention alone (MusicGen's checkpoints do not have it);
+- a final LayerNorm and K linear heads give logits `[B, K, S, card]`.
+
+Sizes (`LMConfig.size`): `tiny` for CPU runs, and MusicGen's `small` (24 layers, 1024
+wide, 16 heads, about 300M without the text encoder), `medium` (48/1536/24) and `large`
+(48/2048/32). The module names follow the transformers `MusicgenForCausalLM` layout
+closely so `hf_import.py` maps checkpoints one to one.
+
+Decoding is split into `cross_kv` (the text's keys and values, once per prompt) and
+`decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
+written in place), so `sampling.py` can run the whole generation inside one
+`lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
+output unit (weight-only quantisation for sampling: one decoding step at small batch is
+bound by reading weights); `quantize_state` converts a float model's state into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mgcore.rows import matmul, on_rows
+from musicgen.lm.attention import dot_product_attention
+from musicgen.lm.patterns import PatternConfig
+
+SIZES = {
+    # name: (layers, dim, heads)
+    "tiny": (4, 256, 4),
+    "small": (24, 1024, 16),
+    "medium": (48, 1536, 24),
+    "large": (48, 2048, 32),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """The decoder's shape.
+
+    Attributes:
+      num_codebooks, card: K codebooks of `card` entries (the codec's).
+      size: a preset of `SIZES`; `num_layers`, `dim`, `num_heads` override it when set.
+      ffn_dim: MLP hidden width (None: 4 x dim, MusicGen's).
+      text_dim: width of the text encoder's states (MiniLM 384, T5-base 768).
+      pattern: codebook interleaving (`patterns.py`).
+      attention: `musicgen.lm.attention` implementation for the full-sequence passes.
+      norm_eps: LayerNorm epsilon (transformers' MusicGen: 1e-5).
+      weights: "float" or "int8" (weight-only quantised dense kernels, for sampling).
+      text_sum: also add the projected sentence embedding of the caption to every input
+        step (see the module docstring); off for MusicGen's own architecture.
+      dropout: rate of dropout on each sublayer's output (self-attention, cross-attention,
+        MLP) before its residual add, in training only (`__call__` given a `dropout_rng`);
+        MusicGen's published models use 0, small data needs it.
+    """
+
+    num_codebooks: int = 4
+    card: int = 2048
+    size: Literal["tiny", "small", "medium", "large"] = "small"
+    num_layers: int | None = None
+    dim: int | None = None
+    num_heads: int | None = None
+    ffn_dim: int | None = None
+    text_dim: int = 384
+    pattern: PatternConfig = dataclasses.field(default_factory=PatternConfig)
+    attention: Literal["auto", "full", "chunked", "xla"] = "auto"
+    norm_eps: float = 1e-5
+    weights: Literal["float", "int8"] = "float"
+    text_sum: bool = False
+    dropout: float = 0.0
+
+    @property
+    def layers(self) -> int:
+        return self.num_layers or SIZES[self.size][0]
+
+    @property
+    def width(self) -> int:
+        return self.dim or SIZES[self.size][1]
+
+    @property
+    def heads(self) -> int:
+        return self.num_heads or SIZES[self.size][2]
+
+    @property
+    def hidden(self) -> int:
+        return self.ffn_dim or 4 * self.width
+
+    @property
+    def special(self) -> int:
+        """The token id of delays, padding and the start step."""
+        return self.card
+
+
+class Dense(nnx.Module):
+    """A bias-free (by default) linear layer whose kernel may be weight-only int8."""
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        axes: tuple[str, str],
+        *,
+        bias: bool = False,
+        int8: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        init = nnx.initializers.lecun_normal()
+        if int8:
+            self.kernel = nnx.Param(jnp.zeros((d_in, d_out), jnp.int8), out_sharding=axes)
+            self.scale = nnx.Param(jnp.ones((d_out,), jnp.float32), out_sharding=(axes[1],))
+        else:
+            self.kernel = nnx.Param(init(rngs.params(), (d_in, d_out)), out_sharding=axes)
+            self.scale = None
+        self.bias = nnx.Param(jnp.zeros((d_out,)), out_sharding=(axes[1],)) if bias else None
+
+    def __call__(self, x_BxI: jax.Array) -> jax.Array:
+        return on_rows(self._rows, x_BxI)  # 2-D for XLA:CPU's weight gradient (mgcore.rows)
+
+    def _rows(self, x_NxI: jax.Array) -> jax.Array:
+        kernel = self.kernel[...]
+        # int8 kernels are up-cast to x's dtype (weight-only); float ones go as stored.
+        y_NxO = matmul(x_NxI, kernel.astype(x_NxI.dtype) if self.scale is not None else kernel)
+        if self.scale is not None:  # int8: multiply the (small) output, not the weights
+            y_NxO = y_NxO * self.scale[...].astype(y_NxO.dtype)
+        if self.bias is not None:
+            y_NxO = y_NxO + self.bias[...].astype(y_NxO.dtype)
+        return y_NxO
+
+
+def _layer_norm(dim: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(
+        dim,
+        epsilon=eps,
+        use_fast_variance=False,
+        rngs=rngs,
+        scale_metadata={"out_sharding": ("norm",)},
+        bias_metadata={"out_sharding": ("norm",)},
+    )
+
+
+class Attention(nnx.Module):
+    """Multi-head attention without biases (queries from x, keys/values from x or text)."""
+
+    def __init__(self, dim: int, heads: int, kv_dim: int, *, int8: bool, rngs: nnx.Rngs):
+        self.heads = heads
+        self.q_proj = Dense(dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
+        self.k_proj = Dense(kv_dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
+        self.v_proj = Dense(kv_dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
+        self.out_proj = Dense(dim, dim, ("heads", "embed"), int8=int8, rngs=rngs)
+
+    def split(self, x_BxTxD: jax.Array) -> jax.Array:
+        b, t, d = x_BxTxD.shape
+        return x_BxTxD.reshape(b, t, self.heads, d // self.heads)
+
+    def kv(self, x_BxSxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.split(self.k_proj(x_BxSxD)), self.split(self.v_proj(x_BxSxD))
+
+    def merge(self, o_BxTxHxK: jax.Array) -> jax.Array:
+        b, t, h, k = o_BxTxHxK.shape
+        return self.out_proj(o_BxTxHxK.reshape(b, t, h * k))
+
+
+def _cached_attention(q_BxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxS):
+    """One query per row against a cache; `visible_BxS` says which keys count."""
+    scale = 1.0 / math.sqrt(q_BxHxK.shape[-1])
+    s_BxHxS = (
+        jnp.einsum("bhk,bshk->bhs", q_BxHxK, k_BxSxHxK, preferred_element_type=jnp.float32) * scale
+    )
+    s_BxHxS = jnp.where(visible_BxS[:, None, :], s_BxHxS, jnp.finfo(jnp.float32).min)
+    p_BxHxS = jax.nn.softmax(s_BxHxS, axis=-1).astype(v_BxSxHxK.dtype)
+    o_BxHxK = jnp.einsum("bhs,bshk->bhk", p_BxHxS, v_BxSxHxK, preferred_element_type=jnp.float32)
+    return o_BxHxK.astype(v_BxSxHxK.dtype)
+
+
+def _dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+class Block(nnx.Module):
+    """Pre-norm self-attention, cross-attention and MLP with residuals."""
+
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        dim, int8 = config.width, config.weights == "int8"
+        self.self_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs)
+        self.self_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
+        self.encoder_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs)
+        self.encoder_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
+        self.fc1 = Dense(dim, config.hidden, ("embed", "mlp"), int8=int8, rngs=rngs)
+        self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, rngs=rngs)
+        self.final_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
+        self.attention = config.attention
+        self.dropout = config.dropout
+
+    def mlp(self, x_BxTxD: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        h = self.final_layer_norm(x_BxTxD)
+        y = self.fc2(jax.nn.gelu(self.fc1(h), approximate=False))
+        return x_BxTxD + _dropout(y, self.dropout, rng)
+
+    def __call__(self, x_BxTxD, text_k, text_v, text_mask_BxL, return_kv: bool = False, rng=None):
+        """The block over a whole sequence; with `return_kv`, also its self-attention keys
+        and values (to prefill a decoding cache); with `rng`, dropout (training)."""
+        rngs = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
+        attn = self.self_attn
+        h = self.self_attn_layer_norm(x_BxTxD)
+        q, (k, v) = attn.split(attn.q_proj(h)), attn.kv(h)
+        y = attn.merge(dot_product_attention(q, k, v, causal=True, impl=self.attention))
+        x_BxTxD = x_BxTxD + _dropout(y, self.dropout, rngs[0])
+        cross = self.encoder_attn
+        h = self.encoder_attn_layer_norm(x_BxTxD)
+        q = cross.split(cross.q_proj(h))
+        y = cross.merge(
+            dot_product_attention(q, text_k, text_v, kv_mask_BxS=text_mask_BxL, impl="full")
+        )
+        x_BxTxD = self.mlp(x_BxTxD + _dropout(y, self.dropout, rngs[1]), rngs[2])
+        return (x_BxTxD, k, v) if return_kv else x_BxTxD
+
+    def step(self, x_BxD, cache_k, cache_v, pos, text_k, text_v, text_mask_BxL):
+        """One decoding step: writes this step's key/value at `pos` into the cache."""
+        attn = self.self_attn
+        h = self.self_attn_layer_norm(x_BxD)[:, None]
+        q, (k, v) = attn.split(attn.q_proj(h)), attn.kv(h)
+        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k.astype(cache_k.dtype), pos, 1)
+        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v.astype(cache_v.dtype), pos, 1)
+        visible_BxS = jnp.broadcast_to(
+            jnp.arange(cache_k.shape[1]) <= pos, (x_BxD.shape[0], cache_k.shape[1])
+        )
+        o = _cached_attention(q[:, 0], cache_k, cache_v, visible_BxS)
+        x_BxD = x_BxD + attn.merge(o[:, None])[:, 0]
+        cross = self.encoder_attn
+        h = self.encoder_attn_layer_norm(x_BxD)
+        q = cross.split(cross.q_proj(h[:, None]))[:, 0]
+        x_BxD = (
+            x_BxD + cross.merge(_cached_attention(q, text_k, text_v, text_mask_BxL)[:, None])[:, 0]
+        )
+        return self.mlp(x_BxD), cache_k, cache_v
+
+
+def sinusoids(positions_S: jax.Array, dim: int) -> jax.Array:
+    """`[S, dim]` sinusoidal embeddings: cos of the first half, sin of the second."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
+    angle_SxH = positions_S.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(angle_SxH), jnp.sin(angle_SxH)], axis=-1)
+
+
+class MusicGenLM(nnx.Module):
+    """The decoder. Inputs are interleaved sequences that start with the special step."""
+
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dim = config.width
+        embed_init = nnx.initializers.normal(1.0 / math.sqrt(dim))
+        self.embed_tokens = nnx.List(
+            [
+                nnx.Embed(
+                    config.card + 1,
+                    dim,
+                    embedding_init=embed_init,
+                    rngs=rngs,
+                    embedding_metadata={"out_sharding": ("vocab", "embed")},
+                )
+                for _ in range(config.num_codebooks)
+            ]
+        )
+        self.text_proj = Dense(config.text_dim, dim, ("embed", "embed"), bias=True, rngs=rngs)
+        self.text_sum_proj = (
+            Dense(config.text_dim, dim, ("embed", "embed"), rngs=rngs) if config.text_sum else None
+        )
+        self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
+        self.layer_norm = _layer_norm(dim, config.norm_eps, rngs)
+        int8 = config.weights == "int8"
+        self.lm_heads = nnx.List(
+            [
+                Dense(dim, config.card, ("embed", "vocab"), int8=int8, rngs=rngs)
+                for _ in range(config.num_codebooks)
+            ]
+        )
+
+    def embed(self, tokens_BxKxS: jax.Array, positions_S: jax.Array, dtype) -> jax.Array:
+        x = sum(table(tokens_BxKxS[:, k]) for k, table in enumerate(self.embed_tokens))
+        return x.astype(dtype) + sinusoids(positions_S, self.config.width).astype(dtype)
+
+    def text_states(self, text_BxLxC: jax.Array, text_mask_BxL: jax.Array) -> jax.Array:
+        """Projected text states, zero where the mask is 0."""
+        mask = text_mask_BxL.astype(text_BxLxC.dtype)[..., None]
+        return self.text_proj(text_BxLxC * mask) * mask
+
+    def text_bias(self, text_BxLxC: jax.Array, text_mask_BxL: jax.Array) -> jax.Array | None:
+        """The `text_sum` input bias `[B, D]` (zero for an empty caption), or None."""
+        if self.text_sum_proj is None:
+            return None
+        mask = text_mask_BxL.astype(text_BxLxC.dtype)[..., None]
+        mean_BxC = (text_BxLxC * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)
+        norm = jnp.sqrt((mean_BxC.astype(jnp.float32) ** 2).sum(-1, keepdims=True))
+        unit_BxC = mean_BxC / jnp.maximum(norm, 1e-6).astype(mean_BxC.dtype)
+        return self.text_sum_proj(unit_BxC)
+
+    def _embed(self, tokens_BxKxS, positions_S, bias_BxD, dtype) -> jax.Array:
+        x = self.embed(tokens_BxKxS, positions_S, dtype)
+        return x if bias_BxD is None else x + bias_BxD[:, None].astype(dtype)
+
+    def heads(self, x_BxSxD: jax.Array) -> jax.Array:
+        h = self.layer_norm(x_BxSxD)
+        return jnp.stack([head(h) for head in self.lm_heads], axis=1).astype(jnp.float32)
+
+    def __call__(
+        self, tokens_BxKxS, text_BxLxC, text_mask_BxL, dtype=jnp.float32, dropout_rng=None
+    ):
+        """Logits `[B, K, S, card]` (float32) for input steps `tokens_BxKxS`; dropout
+        (`config.dropout`) only when given `dropout_rng`."""
+        text_BxLxC = text_BxLxC.astype(dtype)
+        text = self.text_states(text_BxLxC, text_mask_BxL)
+        bias = self.text_bias(text_BxLxC, text_mask_BxL)
+        x = self._embed(tokens_BxKxS, jnp.arange(tokens_BxKxS.shape[-1]), bias, dtype)
+        for i, layer in enumerate(self.layers):
+            k, v = layer.encoder_attn.kv(text)
+            rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+            x = layer(x, k, v, text_mask_BxL, rng=rng)
+        return self.heads(x)
+
+    # -- decoding -------------------------------------------------------------------
+
+    def cross_kv(self, text_BxLxC, text_mask_BxL, dtype=jnp.float32):
+        """What decoding needs of the text, once per prompt: `(keys, values, bias)`.
+
+        Keys and values of every layer are `[layers, B, L, H, Dh]`; `bias` is the
+        `text_sum` input bias `[B, D]` or None.
+        """
+        text_BxLxC = text_BxLxC.astype(dtype)
+        text = self.text_states(text_BxLxC, text_mask_BxL)
+        kv = [layer.encoder_attn.kv(text) for layer in self.layers]
+        bias = self.text_bias(text_BxLxC, text_mask_BxL)
+        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv]), bias
+
+    def prefill(self, tokens_BxKxP, cache, cross, text_mask_BxL, dtype=jnp.float32):
+        """The cache with positions `[0, P)` written by one pass over known input steps.
+
+        What P calls of `decode_step` would write, at the cost of one forward pass (an
+        audio prompt's steps, the context of each long-form window).
+        """
+        cache_k, cache_v = cache
+        text_k, text_v, bias = cross
+        x = self._embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), bias, dtype)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, text_k[i], text_v[i], text_mask_BxL, return_kv=True)
+            new_k.append(cache_k[i].at[:, : k.shape[1]].set(k.astype(cache_k[i].dtype)))
+            new_v.append(cache_v[i].at[:, : v.shape[1]].set(v.astype(cache_v[i].dtype)))
+        return tuple(new_k), tuple(new_v)
+
+    def init_cache(self, batch: int, steps: int, dtype=jnp.float32):
+        """An empty self-attention cache for `steps` positions: keys and values, one
+        `[B, steps, H, Dh]` array per layer each (separate arrays, so that a decoding loop
+        updates each in place; slicing and restacking one `[layers, ...]` array would copy
+        the whole cache every step)."""
+        c = self.config
+        shape = (batch, steps, c.heads, c.width // c.heads)
+        zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(c.layers))  # noqa: E731
+        return zeros(), zeros()
+
+    def decode_step(self, tokens_BxK, pos, cache, cross, text_mask_BxL, dtype=jnp.float32):
+        """Logits `[B, K, card]` for one input step at position `pos`; the new cache."""
+        cache_k, cache_v = cache
+        text_k, text_v, bias = cross
+        x = self._embed(tokens_BxK[:, :, None], jnp.reshape(pos, (1,)), bias, dtype)[:, 0]
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer.step(
+                x, cache_k[i], cache_v[i], pos, text_k[i], text_v[i], text_mask_BxL
+            )
+            new_k.append(k)
+            new_v.append(v)
+        logits = self.heads(x[:, None])[:, :, 0]
+        return logits, (tuple(new_k), tuple(new_v))
+
+
+def quantize_state(float_state, int8_abstract_state):
+    """A float model's state converted for the same model built with `weights="int8"`.
+
+    Every dense kernel becomes int8 with a symmetric scale per output unit
+    (max |w| / 127); embeddings, norms and biases stay as they are.
+    """
+    flat_float = dict(nnx.to_flat_state(float_state))
+    out = {}
+    for path, var in nnx.to_flat_state(int8_abstract_state):
+        if (
+            path[-1] == "scale"
+            and (*path[:-1], "kernel") in flat_float
+            and (flat_float[(*path[:-1], "kernel")].get_value().ndim == 2)
+        ):
+            w = flat_float[(*path[:-1], "kernel")].get_value()
+            out[path] = var.replace(jnp.maximum(jnp.abs(w).max(0), 1e-12) / 127.0)
+        elif path[-1] == "kernel" and var.get_value().dtype == jnp.int8:
+            w = flat_float[path].get_value()
+            scale = jnp.maximum(jnp.abs(w).max(0), 1e-12) / 127.0
+            out[path] = var.replace(jnp.round(w / scale).astype(jnp.int8))
+        else:
+            out[path] = var.replace(flat_float[path].get_value())
+    return nnx.from_flat_state(out)
