@@ -65,6 +65,12 @@ def test_one_part_comes_back_alone(tmp_path):
     np.testing.assert_array_equal(layer.kernel[...], state["params"]["hidden"]["kernel"][...])
 
 
+def test_a_workdir_of_another_model_is_refused_in_one_line(tmp_path):
+    _trained(tmp_path / "w")
+    with pytest.raises(PretrainedError, match="is not a workdir of this kind of model"):
+        load_workdir_model(tmp_path / "w", lambda c: MLP(c["model"]["width"], rngs=nnx.Rngs(0)))
+
+
 def test_a_workdir_without_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     save_config(RegressionExperiment(), tmp_path / "config.json")
