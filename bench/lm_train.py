@@ -72,7 +72,7 @@ def make_batch(batch: int, frames: int, seed: int = 0) -> dict:
 
 
 class _Family:
-    """The trainer's view of the decoder: a model and `lm_family.cross_entropy`."""
+    """The trainer's view of the decoder: a model and `musicgen.lm.family.cross_entropy`."""
 
     def __init__(self, config):
         self.config = config

@@ -57,7 +57,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-
     try:
         demo.run(
             out_dir=args.out,
@@ -75,14 +74,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-
     for path in args.files:
         demo.print_file_report(path)
     return 0
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
-
     summary = synth_dataset(
         args.out, args.hours, args.seed, soundfont=args.soundfont, workers=args.workers
     )
@@ -98,7 +95,6 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-
     report = prepare_manifest(
         args.audio_dir,
         args.out,
@@ -114,7 +110,6 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-
     report = check_manifest(
         args.manifest, min_seconds=args.min_seconds, workers=args.workers, progress=not args.json
     )
@@ -123,7 +118,6 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_encode(args: argparse.Namespace) -> int:
-
     train.use_compilation_cache()  # one program per clip length: a rerun skips compiling them
     summary = encode_dataset(
         args.codec,
@@ -149,7 +143,6 @@ def cmd_data_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
     if last:
         print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
@@ -157,7 +150,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_codec(args: argparse.Namespace) -> int:
-
     report = evaluate_codec(
         args.checkpoint,
         args.manifest,
@@ -174,7 +166,6 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_lm(args: argparse.Namespace) -> int:
-
     report = evaluate_lm(
         args.checkpoint,
         tokens=args.tokens,
@@ -193,7 +184,6 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_refiner(args: argparse.Namespace) -> int:
-
     report = evaluate_refiner(
         args.checkpoint,
         args.manifest,
@@ -229,7 +219,6 @@ def cmd_eval_generate(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-
     start = time.perf_counter()
     mg = MusicGen.from_pretrained(args.checkpoint, refiner=args.refiner)
     print(
@@ -262,7 +251,6 @@ def output_paths(out: str, n: int) -> list[Path]:
 
 
 def _run(mg, call, paths: list[Path]) -> int:
-
     start = time.perf_counter()
     try:
         audio = call()
@@ -284,7 +272,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
-
     paths = output_paths(args.output, 1)
     clip, rate = load_audio(args.clip)
     mg = _load(args)
@@ -294,7 +281,6 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
-
     refiner = Refiner.from_pretrained(args.refiner) if args.refiner else None
     mg = MusicGen(
         LanguageModel.from_pretrained(args.lm),

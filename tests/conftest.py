@@ -62,7 +62,20 @@ def _has_accelerator() -> bool:
 SHARED_FIXTURES = ("lm_debug", "judge_debug", "tiny_pipeline")
 
 
+# Tests of tens of seconds each (a notebook in a kernel, a training run, a benchmark in a
+# subprocess) are handed out first, so that the workers do not end on them one after
+# the other (longest first; the order within a file is kept).
+HEAVY_FIRST = (
+    "tests/test_notebooks.py::test_notebook_runs",
+    "tests/codec/test_family.py",
+    "tests/musicgen/test_train.py",
+    "tests/musicgen/lm/test_sharding.py",
+    "tests/test_bench.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(HEAVY_FIRST))
     for item in items:
         shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
         if shared:

@@ -1,7 +1,8 @@
 """The token LM stage: MusicGen's decoder over codec tokens, conditioned on text.
 
 `model.py` (the decoder and its config), `attention.py`, `patterns.py` (codebook
-interleaving), `sampling.py` (KV-cached decoding with guidance), `token_cache.py` (codes
-encoded once from a manifest), `family.py` (training), `api.py` (`LanguageModel`),
-`eval.py` (`musicgen eval lm`) and `hf_import.py` (MusicGen weights from Hugging Face).
+interleaving), `sampling.py` (KV-cached decoding with guidance), the token cache
+(`token_cache.py` reads it, `token_encode.py` writes it, `token_loader.py` batches it),
+`family.py` (training), `api.py` (`LanguageModel`), `eval.py` (`musicgen eval lm`) and
+`hf_import.py` (MusicGen weights from Hugging Face).
 """

@@ -186,12 +186,7 @@ class LMFamily:
     @property
     def conditioner(self) -> TextConditioner:
         if self._conditioner is None:
-            self._conditioner = make_text_conditioner(self.config.text)
-            if self._conditioner.dim != self.config.model.text_dim:
-                raise ValueError(
-                    f"model.text_dim is {self.config.model.text_dim} but the "
-                    f"{self.config.text.kind} encoder gives {self._conditioner.dim}"
-                )
+            self._conditioner = make_text_conditioner(self.config.text, self.config.model.text_dim)
         return self._conditioner
 
     @property

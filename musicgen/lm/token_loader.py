@@ -104,12 +104,19 @@ class _Crop:
         return {"codes": codes_KxF, "length": length, "caption": caption}
 
 
+def clip_key(path: str) -> str:
+    """What seeds a clip's caption rewrites: its file name, not its absolute path, so that
+    a dataset moved to another folder (or a test's temporary one) trains on the same
+    captions."""
+    return os.path.basename(str(path))
+
+
 def caption_variant(line: dict, variant: int, caption: str) -> str:
     """Rewrite number `variant` (0: `caption` itself) of a clip's caption, always the same
     for the same clip and number."""
     if variant == 0:
         return caption
-    seed = zlib.crc32(f"{line.get('path', '')}:{variant}".encode())
+    seed = zlib.crc32(f"{clip_key(line.get('path', ''))}:{variant}".encode())
     try:
         return write_caption(line["attributes"], np.random.default_rng(seed)).text
     except (KeyError, TypeError, ValueError, IndexError):

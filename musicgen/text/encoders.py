@@ -28,11 +28,13 @@ def register_text_encoder(kind: str, builder: Builder) -> None:
     _BUILDERS[kind] = builder
 
 
-def make_text_conditioner(config: TextConfig) -> TextConditioner:
+def make_text_conditioner(config: TextConfig, dim: int | None = None) -> TextConditioner:
     """The conditioner of `config.kind`, with the weights of `config.path`.
 
     Args:
       config: which encoder, where its files are and how many tokens per caption.
+      dim: the width a model was built for (`text_dim`); a `ValueError` if the encoder's
+        differs (None: any).
 
     Raises:
       TextEncoderError: an unknown kind, or the encoder's files are missing or unreadable.
@@ -41,7 +43,12 @@ def make_text_conditioner(config: TextConfig) -> TextConditioner:
         raise TextEncoderError(
             f"unknown text encoder kind {config.kind!r}; use one of {sorted(_BUILDERS)}"
         )
-    return _BUILDERS[config.kind](config)
+    conditioner = _BUILDERS[config.kind](config)
+    if dim is not None and conditioner.dim != dim:
+        raise ValueError(
+            f"model.text_dim is {dim} but the {config.kind} encoder gives {conditioner.dim}"
+        )
+    return conditioner
 
 
 def _build_minilm(config: TextConfig) -> TextConditioner:

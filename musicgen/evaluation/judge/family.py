@@ -47,7 +47,7 @@ from musicgen.evaluation.judge.model import (
     sentence_embeddings,
     with_vocabulary,
 )
-from musicgen.lm.token_loader import caption_variant
+from musicgen.lm.token_loader import caption_variant, clip_key
 from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ class JudgeBatches:
         if not self.variants:
             return caption
         # A pure function of the crop (the loader's crops are): a resumed run agrees.
-        rng = np.random.default_rng(zlib.crc32(f"{self.seed}:{path}:{offset:.6f}".encode()))
+        key = f"{self.seed}:{clip_key(path)}:{offset:.6f}"
+        rng = np.random.default_rng(zlib.crc32(key.encode()))
         line = {"path": path, "attributes": attributes}
         return caption_variant(line, int(rng.integers(self.variants + 1)), caption)
 
@@ -175,12 +176,7 @@ class JudgeFamily:
     @property
     def conditioner(self) -> TextConditioner:
         if self._conditioner is None:
-            self._conditioner = make_text_conditioner(self.config.text)
-            if self._conditioner.dim != self.config.model.text_dim:
-                raise ValueError(
-                    f"model.text_dim is {self.config.model.text_dim} but the "
-                    f"{self.config.text.kind} encoder gives {self._conditioner.dim}"
-                )
+            self._conditioner = make_text_conditioner(self.config.text, self.config.model.text_dim)
         return self._conditioner
 
     def create_model(self, rngs: nnx.Rngs) -> JudgeNet:

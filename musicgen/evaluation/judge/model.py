@@ -52,7 +52,7 @@ class JudgeConfig:
       embed_dim: D, the shared audio-text space.
       text_dim: width of the frozen text encoder's states (MiniLM: 384).
       instruments: the instrument vocabulary, in head order; () in an experiment means
-        "the instruments of the manifest's training split" (`judge_family`).
+        "the instruments of the manifest's training split" (`family.py`).
       temperature: the contrastive temperature at initialisation (CLIP: 0.07).
     """
 
