@@ -10,8 +10,8 @@ bash "$ROOT/scripts/setup.sh" dev
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
 echo "[test] ruff check and ruff format --check"
-ruff check --quiet .
-ruff format --check --quiet .
+ruff check --quiet --no-cache .
+ruff format --check --quiet --no-cache .
 echo "[test] lint-imports: the layering contracts in pyproject.toml"
 lint-imports --no-cache
 # Two workers (pytest-xdist) on this 2-core machine: much of a test's time is XLA

@@ -324,9 +324,7 @@ class AudioLoader:
         self.skipped_total = collections.Counter(state["skipped_total"])
 
 
-def training_loader(
-    data, sample_rate: int, channels: int, split: str, **changes
-) -> AudioLoader:
+def training_loader(data, sample_rate: int, channels: int, split: str, **changes) -> AudioLoader:
     """A family's audio loader: `data`'s crops of `split`, this process's share.
 
     `data` is a family's data config with `manifest`, `crop_seconds`, `loudness_lufs`,
