@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +101,13 @@ class TokenCache:
         self.meta = meta
         self._indexes: dict[str, _SplitIndex] = {}
         self._shards: dict[tuple[str, int], np.ndarray] = {}
+        self._opening = threading.Lock()
 
-    def __getstate__(self) -> dict:  # memory maps would be pickled as copies
-        return {**self.__dict__, "_shards": {}}
+    def __getstate__(self) -> dict:  # memory maps (and the lock) are not pickled
+        return {k: v for k, v in self.__dict__.items() if k not in ("_shards", "_opening")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _shards={}, _opening=threading.Lock())
 
     @property
     def sample_rate(self) -> int:
@@ -172,9 +177,13 @@ class TokenCache:
     def shard(self, split: str, number: int) -> np.ndarray:
         """Shard `number` of the split, memory-mapped: `[K, frames]`."""
         key = (split, number)
-        if key not in self._shards:
-            path = self.root / shard_name(split, number)
-            self._shards[key] = np.load(path, mmap_mode="r")
+        # One opening at a time: the loader's threads open shards together, and numpy
+        # parses a .npy header with ast.literal_eval, which CPython 3.11 does not make
+        # thread-safe ("AST constructor recursion depth mismatch", seen in CI here).
+        with self._opening:
+            if key not in self._shards:
+                path = self.root / shard_name(split, number)
+                self._shards[key] = np.load(path, mmap_mode="r")
         return self._shards[key]
 
     def codes(self, split: str, i: int) -> np.ndarray:
