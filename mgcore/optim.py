@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -22,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from mgcore.config_types import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,27 @@ class OptimizerConfig:
     grad_accumulation: int = 1
     max_consecutive_nonfinite: int = 10
     ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, want: str) -> None:
+            if not ok:
+                raise ConfigError(f"optimizer {name} must be {want}, got {getattr(self, name)!r}")
+
+        check("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0,
+              "a finite number > 0")  # fmt: skip
+        check("b1", 0 <= self.b1 < 1, "in [0, 1)")
+        check("b2", 0 <= self.b2 < 1, "in [0, 1)")
+        check("eps", self.eps > 0, "> 0")
+        check("weight_decay", self.weight_decay >= 0, ">= 0")
+        check("warmup_steps", self.warmup_steps >= 0, ">= 0")
+        check("decay_steps", self.decay_steps is None or self.decay_steps >= 1, ">= 1 or None")
+        check("end_lr_fraction", 0 <= self.end_lr_fraction <= 1, "in [0, 1]")
+        check("decay_rate", 0 < self.decay_rate <= 1, "in (0, 1]")
+        check("grad_clip_norm", self.grad_clip_norm is None or self.grad_clip_norm > 0,
+              "> 0 or None")  # fmt: skip
+        check("grad_accumulation", self.grad_accumulation >= 1, ">= 1")
+        check("max_consecutive_nonfinite", self.max_consecutive_nonfinite >= 1, ">= 1")
+        check("ema_decay", self.ema_decay is None or 0 <= self.ema_decay < 1, "in [0, 1) or None")
 
 
 def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:

@@ -33,6 +33,7 @@ from optax.transforms._masking import MaskedNode as _MaskedNode
 from tqdm.auto import tqdm
 
 from mgcore.checkpoint import Checkpointer, PreemptionGuard
+from mgcore.config_types import ConfigError
 from mgcore.data.config import debug_data
 from mgcore.metrics import MetricsWriter
 from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
@@ -71,6 +72,13 @@ class TrainConfig:
     keep: int = 3
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     wandb: Literal["offline", "online", "disabled"] = "offline"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "save_every", "keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train {name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ConfigError(f"train eval_every must be >= 0 (0: never), got {self.eval_every}")
 
 
 # What every `:debug` recipe trains for: seconds, with a save, a resume point and an eval.
@@ -308,7 +316,7 @@ def train(
         state, extra = ckpt.restore(abstract_state=plan.abstract)
         data.set_state(extra["data"])
         start = int(state["step"])
-        log.info("resumed from step %d", start)
+        _say(f"resumed from step {start} of {train_config.steps * optimizer.grad_accumulation}")
     else:
         state = plan.init()
     step_fn = make_train_step(
@@ -320,6 +328,9 @@ def train(
     evaluate = getattr(family, "evaluate", None)
     writer = MetricsWriter(workdir, config=config_dict, mode=train_config.wandb)
     total = train_config.steps * optimizer.grad_accumulation
+    if start >= total:
+        _say(f"{workdir} has finished its {start} steps; nothing to train "
+             "(raise train.steps to train on)")  # fmt: skip
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train")
     pending, last = None, {}
     timer = _Throughput()
@@ -356,6 +367,13 @@ def train(
         writer.close()
         bar.close()
     return last
+
+
+def _say(message: str) -> None:
+    """A line for the user (process 0 only), and the log."""
+    log.info(message)
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _device_batch(batch: dict) -> dict:

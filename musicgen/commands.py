@@ -22,6 +22,7 @@ from mgcore.config import ConfigError
 from mgcore.data.check import check_manifest, report_json
 from mgcore.data.manifest import ManifestError
 from mgcore.data.prepare import prepare_manifest
+from mgcore.lock import WorkdirBusyError
 from mgcore.trainer import NonFiniteError
 from mgcore.weights import PretrainedError
 from musicgen import demo, train
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     RenderError,
     TextEncoderError,
     TokenCacheError,
+    WorkdirBusyError,
     FileNotFoundError,
     NotADirectoryError,
 )

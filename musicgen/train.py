@@ -20,6 +20,7 @@ because the checkpoint was trained under the old model and data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -37,6 +38,7 @@ from mgcore.config import (
     to_dict,
 )
 from mgcore.families import make_family
+from mgcore.lock import WorkdirLock
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, train
@@ -171,17 +173,20 @@ def run(
     use_compilation_cache()
     config = resolve_config(config_spec, workdir, overrides)
     workdir = Path(workdir)
-    if distributed.is_main_process():
-        workdir.mkdir(parents=True, exist_ok=True)
-        save_config(config, workdir / CONFIG_FILE)
-    ensure_embedded_data(config)
-    family = make_family(config)
-    return train(
-        family,
-        config.optimizer,
-        config.train,
-        workdir,
-        mesh_config=config.mesh,
-        config_dict=to_dict(config),
-        progress=progress,
-    )
+    # One trainer per workdir: process 0 holds the lock for the whole run (the other
+    # processes of the same job share the workdir by design).
+    lock = WorkdirLock(workdir) if distributed.is_main_process() else contextlib.nullcontext()
+    with lock:
+        if distributed.is_main_process():
+            save_config(config, workdir / CONFIG_FILE)
+        ensure_embedded_data(config)
+        family = make_family(config)
+        return train(
+            family,
+            config.optimizer,
+            config.train,
+            workdir,
+            mesh_config=config.mesh,
+            config_dict=to_dict(config),
+            progress=progress,
+        )

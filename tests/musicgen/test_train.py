@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mgcore.config import load_saved_config
+from mgcore.lock import WorkdirLock
 from mgcore.metrics import read_metrics
 from musicgen import cli, train
 
@@ -48,9 +49,11 @@ def test_debug_experiment_trains_writes_config_metrics_checkpoints_then_resumes(
     assert _steps(work) == list(range(1, 21))
     assert read_metrics(work)[:12] == first
     assert load_saved_config(work / "config.json").train.steps == 20
-    # No --config: the saved one is used; nothing left to do at step 20.
+    assert "resumed from step 12 of 20" in capsys.readouterr().out
+    # No --config: the saved one is used; nothing left to do at step 20, and it says so.
     assert cli.main(["train", "--workdir", str(work), "--no-progress"]) == 0
     assert _steps(work) == list(range(1, 21)) and _checkpoints(work)[-1] == 20
+    assert "has finished its 20 steps; nothing to train" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,10 @@ def test_debug_experiment_trains_writes_config_metrics_checkpoints_then_resumes(
     [
         (["--set", "train.stepz=3"], "train.stepz"),
         (["--set", "train.steps=1.5"], "train.steps"),
+        (["--set", "train.steps=0"], "train steps must be >= 1, got 0"),
+        (["--set", "train.steps=-5"], "train steps must be >= 1, got -5"),
+        (["--set", "optimizer.learning_rate=-1e-3"], "learning_rate must be a finite number > 0"),
+        (["--set", "optimizer.learning_rate=nan"], "learning_rate must be a finite number > 0"),
         (["--config", "experiments/nope.py"], "nope.py"),
         (["--config", f"{EXPERIMENT}:bogus"], "bogus"),
     ],
@@ -69,6 +76,20 @@ def test_bad_config_is_one_line_exit_1(tmp_path, capsys, extra, message):
     assert cli.main(args + extra) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("musicgen: error:") and message in err
+
+
+def test_a_second_trainer_on_the_workdir_is_refused_in_one_line(tmp_path, capsys):
+    work = tmp_path / "w"
+    args = ["train", "--config", f"{EXPERIMENT}:debug", "--workdir", str(work), "--no-progress"]
+    with WorkdirLock(work):  # another trainer holds it
+        assert cli.main(args) == 1
+        err = capsys.readouterr().err
+        assert (
+            err.count("\n") == 1
+            and f"in use by another musicgen train (process {os.getpid()}" in err
+        )
+        assert not (work / "metrics.jsonl").exists()
+    assert cli.main(args) == 0  # released: the next run takes it
 
 
 def test_workdir_refuses_another_model_and_needs_a_config(tmp_path, capsys):
