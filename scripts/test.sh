@@ -15,8 +15,7 @@ ruff format --check --quiet --no-cache .
 echo "[test] lint-imports: the layering contracts in pyproject.toml"
 lint-imports --no-cache
 # Two workers (pytest-xdist) on this 2-core machine: much of a test's time is XLA
-# compiling on one core. Tests sharing a trained session fixture run on one worker
-# (tests/conftest.py). MUSICGEN_TEST_WORKERS=0 runs in this process.
+# compiling on one core. MUSICGEN_TEST_WORKERS=0 runs in this process.
 WORKERS=${MUSICGEN_TEST_WORKERS:-2}
 echo "[test] pytest -m 'not slow' on $WORKERS workers"
-exec python -m pytest -m "not slow" -n "$WORKERS" --dist loadgroup --durations=20 "$@"
+exec python -m pytest -m "not slow" -n "$WORKERS" --durations=20 "$@"

@@ -56,12 +56,6 @@ def _has_accelerator() -> bool:
     return any(d.platform in ("gpu", "tpu") for d in jax.devices())
 
 
-# Session fixtures that train or render (seconds to a minute each): under pytest-xdist
-# (`--dist loadgroup`, scripts/test.sh) every test that uses one runs on the same worker,
-# so each is built once per run rather than once per worker.
-SHARED_FIXTURES = ("lm_debug", "judge_debug", "tiny_pipeline")
-
-
 # Tests of tens of seconds each (a notebook in a kernel, a training run, a benchmark in a
 # subprocess) are handed out first, so that the workers do not end on them one after
 # the other (longest first; the order within a file is kept).
@@ -74,21 +68,8 @@ HEAVY_FIRST = (
 )
 
 
-def _uses_module_fixture(item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs)
-
-
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: not item.nodeid.startswith(HEAVY_FIRST))
-    for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
-        elif _uses_module_fixture(item):  # built once, not once per worker
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if _has_accelerator():
         return
     skip = pytest.mark.skip(reason="needs a GPU or TPU; JAX sees only the CPU")
