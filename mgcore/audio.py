@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,10 @@ _SHORT_DATA_CHUNK = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MU
 UNSUPPORTED_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".wma", ".ape", ".alac", ".ac3", ".amr")
 # Streaming writers leave these in the header when the length is not yet known.
 _UNKNOWN_LENGTH = (0, 0xFFFFFFFF)
+# Sample rates a header may declare. Nothing records music below 4 kHz or above 384 kHz
+# (the top rate of any converter sold); a header outside says the file is corrupt, and
+# trusting it would turn 44,100 samples declared at 1 Hz into 12.25 hours of "audio".
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000
 
 
 class AudioFileError(ValueError):
@@ -55,8 +60,9 @@ class AudioFileError(ValueError):
     Attributes:
         path: the file.
         reason: what is wrong with it, and where possible what to do.
-        kind: a stable code for counting: missing, directory, empty, not_audio,
-            unsupported, truncated, no_samples, non_finite, out_of_range.
+        kind: a stable code for counting: missing, directory, empty, permission,
+            unreadable, not_audio, unsupported, sample_rate, truncated, no_samples,
+            non_finite, out_of_range.
     """
 
     def __init__(self, path: str | os.PathLike, reason: str, kind: str = "not_audio"):
@@ -83,12 +89,27 @@ class AudioInfo:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileError(path, "file not found", "missing")
-    if path.is_dir():
-        raise AudioFileError(path, "is a directory, not an audio file", "directory")
-    if path.stat().st_size == 0:
-        raise AudioFileError(path, "file is empty (0 bytes)", "empty")
+    """Refuses what libsndfile would misreport: it calls a file it may not read "not audio",
+    and it would block forever on a named pipe."""
+    try:
+        if not path.exists():
+            raise AudioFileError(path, "file not found", "missing")
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise AudioFileError(path, "is a directory, not an audio file", "directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise AudioFileError(path, "not a regular file (a pipe, socket or device)")
+        if st.st_size == 0:
+            raise AudioFileError(path, "file is empty (0 bytes)", "empty")
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise AudioFileError(
+            path, "permission denied (cannot read the file)", "permission"
+        ) from None
+    except OSError as err:
+        raise AudioFileError(
+            path, f"cannot be read ({err.strerror or err})", "unreadable"
+        ) from None
 
 
 def _libsndfile_reason(err: Exception) -> str:
@@ -100,7 +121,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Reads a file's header: sample rate, channels, frames, container and encoding.
 
     Raises:
-        AudioFileError: missing, empty or unreadable file, or one that holds no samples.
+        AudioFileError: missing, empty or unreadable file, one without read permission, a
+            sample rate outside 4-384 kHz, or one that holds no samples.
     """
     path = Path(path)
     _check_path(path)
@@ -115,6 +137,12 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
                 "unsupported",
             ) from None
         raise AudioFileError(path, _libsndfile_reason(err)) from None
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioFileError(
+            path,
+            f"sample rate {info.samplerate} Hz outside 4-384 kHz (a corrupt header?)",
+            "sample_rate",
+        )
     short = _SHORT_DATA_CHUNK.search(info.extra_info or "")
     if short and int(short.group(1)) not in _UNKNOWN_LENGTH:
         declared, present = int(short.group(1)), int(short.group(2))
@@ -158,8 +186,9 @@ def load_audio(
         `(audio_CxT, sample_rate)`.
 
     Raises:
-        AudioFileError: the file is missing, empty, not audio, truncated, holds no
-            samples in the requested range, or holds NaN/inf samples.
+        AudioFileError: the file is missing, empty, unreadable, not audio, declares a
+            sample rate outside 4-384 kHz, is truncated, holds no samples in the requested
+            range, or holds NaN/inf samples.
     """
     info = audio_info(path)
     start = round(offset * info.sample_rate)

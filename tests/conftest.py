@@ -14,6 +14,26 @@ os.environ["XLA_FLAGS"] = " ".join(
 import jax
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based checks of input validation: few examples, derandomised, so a CI run is
+# repeatable and stays within the suite's time; HYPOTHESIS_PROFILE=thorough searches more.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=500,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 try:  # stay ready for Flax's tree mode where the installed Flax has the switch
     import flax

@@ -2,7 +2,8 @@
 
 `check_file` decodes a file in windows (so an hour-long file is never held in
 memory whole) through `load_audio`, which raises the typed `AudioFileError` for
-missing, empty, corrupt, truncated, NaN/inf-holding and unsupported files; on
+missing, empty, unreadable, corrupt, truncated, NaN/inf-holding and unsupported files
+and for sample rates outside 4-384 kHz; on
 top it flags silent and too-short files. `check_manifest` runs it over a
 manifest with a progress bar and gathers a `CheckReport`: usable files, unusable
 ones by reason, total hours, sample rates and channel counts.
@@ -34,14 +35,18 @@ REASONS = {
     "missing": "file not found",
     "directory": "a directory, not a file",
     "empty": "empty file (0 bytes)",
+    "permission": "permission denied (cannot read)",
+    "unreadable": "cannot be read (an I/O error)",
     "not_audio": "not a readable audio file (corrupt or not audio)",
     "unsupported": "audio format libsndfile cannot decode",
+    "sample_rate": "sample rate outside 4-384 kHz (a corrupt header)",
     "truncated": "truncated (the header promises more than the file holds)",
     "no_samples": "zero length",
     "non_finite": "NaN or infinite samples",
     "out_of_range": "requested window outside the file",
     "silent": "silent (peak below -80 dBFS)",
     "too_short": "shorter than the minimum duration",
+    "sidecar": "caption sidecar (.txt/.json) unreadable or malformed",
 }
 
 

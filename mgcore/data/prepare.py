@@ -1,13 +1,16 @@
 """A manifest from a folder of the user's own audio.
 
-Captions come, in order of precedence, from a captions file (`--captions`):
-CSV with a path column (`path`, `file` or `filename`) and a caption column
-(`caption`, `description` or `text`), or JSONL with the same keys; from a sidecar
-`.txt` next to the audio; or from an audiocraft-style sidecar `.json`
+Captions come, in order of precedence, from a captions file (`--captions`, read by
+`mgcore.data.captions`): CSV with a path column (`path`, `file`, `filename` or `audio`)
+and a caption column (`caption`, `description` or `text`), or JSONL with the same keys;
+from a sidecar `.txt` next to the audio; or from an audiocraft-style sidecar `.json`
 (`description` plus optional `genre`, `bpm`, `key`, `moods`, `instrument`...). An
 audiocraft JSONL manifest (`path`, `duration`, `sample_rate` a line) passed as the
-captions file works too: its paths select the files and their sidecars give
-the captions. Attributes unknown for a user's audio are null.
+captions file works too: its paths select the files and their sidecars give the
+captions. Attributes unknown for a user's audio are null. A sidecar that exists but
+cannot be read (not UTF-8, bad JSON, a description that is not text) makes its clip
+unusable, counted under its reason like a broken audio file, rather than silently
+losing the caption.
 
 Splits are assigned by a hash of the file's relative path, so they are stable
 when files are added and never depend on the order of a directory listing.
@@ -15,52 +18,34 @@ when files are added and never depend on the order of a directory listing.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import zlib
 from pathlib import Path
 
 from mgcore.audio import UNSUPPORTED_AUDIO_EXTENSIONS
-from mgcore.data.check import DEFAULT_MIN_SECONDS, CheckReport, check_files
-from mgcore.data.manifest import REQUIRED_ATTRIBUTES, write_manifest
+from mgcore.data.captions import CAPTION_KEYS, CaptionsError, first_of, read_captions
+from mgcore.data.check import DEFAULT_MIN_SECONDS, CheckReport, FileCheck, check_files
+from mgcore.data.manifest import (
+    REQUIRED_ATTRIBUTES,
+    ManifestError,
+    check_writable,
+    json_type,
+    write_manifest,
+)
+
+__all__ = ["PrepareError", "prepare_manifest", "read_captions", "split_of"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus", ".w64", ".rf64")
-_PATH_KEYS = ("path", "file", "filename", "audio")
-_CAPTION_KEYS = ("caption", "description", "text")
 
 
-def _first(row: dict, keys: tuple[str, ...]):
-    for k in keys:
-        if row.get(k) not in (None, ""):
-            return row[k]
-    return None
+class PrepareError(ManifestError):
+    """An audio folder that `data prepare` cannot list, or an output that would replace the
+    captions file or an audio file, in one line."""
 
 
-def read_captions(path: str | os.PathLike) -> dict[str, str | None]:
-    """Reads a CSV or JSONL captions file: {audio path as written: caption or None}."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: captions file not found")
-    rows: list[dict] = []
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-    captions = {}
-    for number, row in enumerate(rows, start=1):
-        audio = _first(row, _PATH_KEYS)
-        if audio is None:
-            raise ValueError(f"{path}: row {number} has no path column ({', '.join(_PATH_KEYS)})")
-        captions[str(audio)] = _first(row, _CAPTION_KEYS)
-    return captions
+class _SidecarError(Exception):
+    """A sidecar that exists and cannot be used: the clip is counted unusable with `reason`."""
 
 
 def _sidecar(audio: Path) -> tuple[str | None, dict]:
@@ -70,22 +55,36 @@ def _sidecar(audio: Path) -> tuple[str | None, dict]:
     caption = None
     if meta.is_file():
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            info = {}
-        if isinstance(info, dict):
-            caption = _first(info, _CAPTION_KEYS)
-            attributes = {
-                "genre": info.get("genre"),
-                "bpm": info.get("bpm"),
-                "key": info.get("key"),
-                "mode": info.get("mode"),
-                "instruments": info.get("instrument") or info.get("instruments"),
-                "mood": info.get("moods") or info.get("mood"),
-            }
+            info = json.loads(_read_sidecar(meta))
+        except (ValueError, RecursionError):
+            raise _SidecarError(f"{meta.name} is not valid JSON") from None
+        if not isinstance(info, dict):
+            raise _SidecarError(f"{meta.name} holds {json_type(info)}, not a JSON object")
+        caption = first_of(info, CAPTION_KEYS)
+        if caption is not None and not isinstance(caption, str):
+            raise _SidecarError(f"{meta.name}: the description must be a string")
+        attributes = {
+            "genre": info.get("genre"),
+            "bpm": info.get("bpm"),
+            "key": info.get("key"),
+            "mode": info.get("mode"),
+            "instruments": info.get("instrument") or info.get("instruments"),
+            "mood": info.get("moods") or info.get("mood"),
+        }
     if caption is None and txt.is_file():
-        caption = txt.read_text(encoding="utf-8").strip() or None
+        caption = _read_sidecar(txt).strip() or None
     return caption, attributes
+
+
+def _read_sidecar(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _SidecarError(f"{path.name} is not UTF-8 text") from None
+    except PermissionError:
+        raise _SidecarError(f"{path.name}: permission denied") from None
+    except OSError as err:
+        raise _SidecarError(f"{path.name} cannot be read ({err.strerror})") from None
 
 
 def split_of(relative_path: str, valid_fraction: float, test_fraction: float) -> str:
@@ -112,27 +111,59 @@ def prepare_manifest(
     ones to `out`. Paths in the manifest are relative to `out`'s folder.
 
     Returns:
-        The check report over all audio files found (usable and not).
+        The check report over all audio files found (usable and not), and over sub-folders
+        that could not be listed.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError: `audio_dir` is missing or not a folder.
+        CaptionsError: the captions file cannot be used (see `read_captions`).
+        ManifestError: `out` cannot be written (a directory, an unwritable folder).
+        These are all raised before any audio file is opened.
     """
     root, out = Path(audio_dir).resolve(), Path(out).resolve()
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root}: not a folder")
-    given = read_captions(captions) if captions else None
-    if given is not None:
+    try:
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: not a folder: it does not exist")
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root}: not a folder: it is a file; --audio-dir takes one")
+    except PermissionError:
+        raise PrepareError(f"{root}: cannot reach the audio folder (permission denied)") from None
+    if out.suffix.lower() in AUDIO_EXTENSIONS + UNSUPPORTED_AUDIO_EXTENSIONS:
+        raise PrepareError(f"{out}: --out names an audio file; name the manifest .jsonl")
+    report = CheckReport()
+    if captions:  # every problem with the inputs and the output is found before the scan
+        if Path(captions).resolve() == out:
+            raise PrepareError(
+                f"{out}: --out names the captions file; the manifest would replace it"
+            )
+        given = read_captions(captions)
         files = [(root / p if not Path(p).is_absolute() else Path(p)) for p in given]
-        by_file = {f.resolve(): given[p] for f, p in zip(files, given, strict=True)}
-    else:
-        suffixes = AUDIO_EXTENSIONS + UNSUPPORTED_AUDIO_EXTENSIONS
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+        by_file: dict[Path, str | None] = {}
+        for file, written in zip(files, given, strict=True):
+            if file.resolve() in by_file:
+                raise CaptionsError(
+                    f"{captions}: {written!r} names the same file as an earlier line; "
+                    "give each file one caption"
+                )
+            by_file[file.resolve()] = given[written]
+    check_writable(out)
+    if not captions:
+        files, skipped = _scan(root)
         by_file = {}
-    report, entries = CheckReport(), []
+        for folder in skipped:
+            report.add(folder)
+    entries = []
     verdicts = check_files(files, min_seconds=min_seconds, workers=workers, progress=progress,
                            desc=f"scanning {root.name}")  # fmt: skip
     for path, verdict in zip(files, verdicts, strict=True):
+        if verdict.ok:
+            try:
+                caption, attributes = _sidecar(path)
+            except _SidecarError as err:
+                verdict = FileCheck(str(path), "sidecar", str(err))
         report.add(verdict)
         if not verdict.ok:
             continue
-        caption, attributes = _sidecar(path)
         caption = by_file.get(path.resolve()) or caption or ""
         for key in REQUIRED_ATTRIBUTES:
             attributes.setdefault(key, None)
@@ -150,3 +181,31 @@ def prepare_manifest(
         )
     write_manifest(out, entries)
     return report
+
+
+def _scan(root: Path) -> tuple[list[Path], list[FileCheck]]:
+    """The audio files under `root`, sorted (links to folders are not followed, as
+    `Path.rglob` does not), and a verdict for each sub-folder that could not be listed.
+
+    Raises:
+        PrepareError: `root` itself cannot be listed.
+    """
+    suffixes = AUDIO_EXTENSIONS + UNSUPPORTED_AUDIO_EXTENSIONS
+    files, skipped = [], []
+
+    def unlisted(err: OSError) -> None:
+        if Path(err.filename) == root:
+            raise PrepareError(f"{root}: cannot list the audio folder ({_reason(err)})")
+        kind = "permission" if isinstance(err, PermissionError) else "unreadable"
+        reason = f"folder not listed ({_reason(err)}); the files in it were not scanned"
+        skipped.append(FileCheck(str(err.filename), kind, reason))
+
+    for folder, dirs, names in os.walk(root, onerror=unlisted):
+        for name in names + dirs:  # a folder named x.wav is reported, as rglob listed it
+            if os.path.splitext(name)[1].lower() in suffixes:
+                files.append(Path(folder, name))
+    return sorted(files), skipped
+
+
+def _reason(err: OSError) -> str:
+    return "permission denied" if isinstance(err, PermissionError) else str(err.strerror)

@@ -6,6 +6,8 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mgcore import audio
 from mgcore.audio import AudioFileError
@@ -196,3 +198,105 @@ def test_info_reads_the_header(tmp_path, rng):
     assert (info.sample_rate, info.channels, info.frames) == (48000, 2, 24000)
     assert (info.format, info.subtype) == ("FLAC", "PCM_24")
     assert info.duration == 0.5
+
+
+@pytest.mark.parametrize(("rate", "usable"), [(1, False), (3999, False), (4000, True),
+                                              (384000, True), (384001, False)])  # fmt: skip
+def test_sample_rate_outside_4_to_384_khz_is_refused(tmp_path, rate, usable):
+    path = tmp_path / "x.wav"
+    sf.write(path, np.full(4410, 0.1, np.float32), rate)  # 1 Hz: 44,100 s of "audio"
+    if usable:
+        assert audio.audio_info(path).sample_rate == audio.load_audio(path)[1] == rate
+        return
+    for read in (audio.audio_info, audio.load_audio):
+        with pytest.raises(AudioFileError) as info:
+            read(path)
+        assert info.value.kind == "sample_rate"
+        assert (
+            str(info.value)
+            == f"{path}: sample rate {rate} Hz outside 4-384 kHz (a corrupt header?)"
+        )
+
+
+def test_permission_denied_is_named_not_called_corrupt(tmp_path, rng, monkeypatch):
+    path = audio.save_audio(tmp_path / "locked.wav", _noise(rng, 1, 8000), 16000)
+    real_open = os.open
+
+    def locked(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", locked)
+    for read in (audio.audio_info, audio.load_audio):
+        with pytest.raises(AudioFileError) as info:
+            read(path)
+        assert info.value.kind == "permission"
+        assert str(info.value) == f"{path}: permission denied (cannot read the file)"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads 000")
+def test_permission_denied_with_chmod(tmp_path, rng):
+    path = audio.save_audio(tmp_path / "locked.wav", _noise(rng, 1, 8000), 16000)
+    path.chmod(0)
+    with pytest.raises(AudioFileError, match="permission denied") as info:
+        audio.load_audio(path)
+    assert info.value.kind == "permission"
+
+
+def test_a_pipe_is_refused_without_blocking(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    path = tmp_path / "pipe.wav"
+    os.mkfifo(path)
+    with pytest.raises(AudioFileError, match="not a regular file"):
+        audio.audio_info(path)
+
+
+def _wav_bytes(tag, channels, rate, bits, declared, body):
+    block = (channels * bits // 8) & 0xFFFF
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * block) & 0xFFFFFFFF, block, bits)
+    riff = struct.pack("<I", (36 + declared) & 0xFFFFFFFF)
+    return (b"RIFF" + riff + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", declared) + body)  # fmt: skip
+
+
+_U32 = st.integers(0, 2**32 - 1)
+_RATES = st.sampled_from([1, 3999, 4000, 8000, 44100, 384000, 384001])
+# Headers a writer could have made (some rates out of range, some lengths wrong), and
+# headers of any values at all.
+_PLAUSIBLE = st.tuples(
+    st.sampled_from([(1, 8), (1, 16), (1, 24), (1, 32), (3, 32)]),
+    st.integers(1, 8),
+    st.one_of(st.sampled_from([4000, 22050, 44100, 48000, 384000]), _RATES),
+    st.binary(min_size=8, max_size=256),
+    st.sampled_from(["exact", "longer", "unknown"]),
+).map(
+    lambda h: (h[0][0], h[1], h[2], h[0][1],
+               {"exact": len(h[3]), "longer": len(h[3]) + 64, "unknown": 0xFFFFFFFF}[h[4]],
+               h[3])
+)  # fmt: skip
+_ANY = st.tuples(
+    st.sampled_from([0, 1, 2, 3, 0xFFFE]),
+    st.integers(0, 2**16 - 1),
+    st.one_of(_RATES, _U32),
+    st.sampled_from([0, 7, 8, 16, 24, 32, 64]),
+    _U32,
+    st.binary(max_size=256),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.one_of(_PLAUSIBLE, _ANY))
+def test_any_wav_header_reads_in_range_or_raises_the_typed_error(tmp_path, header):
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(_wav_bytes(*header))
+    try:
+        info = audio.audio_info(path)
+        x, sr = audio.load_audio(path)
+    except AudioFileError as err:
+        assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
+        return
+    assert 4000 <= info.sample_rate == sr <= 384000
+    assert info.channels == x.shape[0] >= 1 and 1 <= x.shape[1] <= info.frames
+    assert np.isfinite(x).all()
