@@ -12,16 +12,25 @@ Nothing here writes a file itself: every byte goes through orbax, which writes i
 directory and renames it when complete (a killed save never shows up as a step), and which writes
 shared files from the primary process only on multi-host runs. Loading never unpickles.
 
+A checkpoint that does not restore (a truncated file, flipped bytes, a half-copied folder) is
+set aside by `restore_newest`, which falls back to the newest one that does; a checkpoint that
+cannot be written (a full disk, a read-only folder) raises `CheckpointError` in one line, and
+the previous checkpoints stay as they were.
+
 `PreemptionGuard` turns SIGTERM/SIGINT into a flag that the trainer polls after each step, so that
 it can save with `force=True`, `wait()` and exit cleanly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
+import threading
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,10 +39,27 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-__all__ = ["Checkpointer", "PreemptionGuard"]
+__all__ = ["CheckpointError", "Checkpointer", "PreemptionGuard"]
+
+log = logging.getLogger(__name__)
 
 _STATE = "state"
 _EXTRA = "extra"
+# A checkpoint that does not restore is renamed `<step>.unreadable`: orbax lists only
+# integer names as steps, so it is out of the way but kept for a look.
+UNREADABLE = ".unreadable"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written, or no checkpoint that restores (one line)."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Checkpointer:
@@ -69,9 +95,19 @@ class Checkpointer:
             cleanup_tmp_directories=True,
             create=True,
         )
-        self._manager = ocp.CheckpointManager(
-            epath.Path(self.directory), item_names=(_STATE, _EXTRA), options=options
-        )
+        # While this checkpointer is open, orbax's tracebacks of a failed save or restore
+        # are not logged: the error reaches the caller, as one line (`CheckpointError`).
+        self._quiet = _DropReraisedErrors()
+        logging.getLogger("absl").addFilter(self._quiet)
+        try:
+            self._manager = ocp.CheckpointManager(
+                epath.Path(self.directory), item_names=(_STATE, _EXTRA), options=options
+            )
+        except OSError as err:
+            logging.getLogger("absl").removeFilter(self._quiet)
+            raise CheckpointError(
+                f"can't use {self.directory} for checkpoints: {_first_line(err)}"
+            ) from err
 
     def should_save(self, step: int) -> bool:
         """Whether `step` is on the save cadence (and newer than the latest checkpoint).
@@ -103,7 +139,26 @@ class Checkpointer:
         args = ocp.args.Composite(
             **{_STATE: ocp.args.StandardSave(state), _EXTRA: ocp.args.JsonSave(extra)}
         )
-        return bool(self._manager.save(step, args=args, force=force))
+        with self._writing():
+            return bool(self._manager.save(step, args=args, force=force))
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turns a failed write (here or in orbax's background thread, surfacing now) into
+        one `CheckpointError` naming the newest checkpoint that is still intact."""
+        try:
+            yield
+        except (OSError, ValueError, RuntimeError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            _release_waiting_threads()
+            # An async save's error surfaces in the next call, so the step is not named.
+            good = self._manager.latest_step()
+            kept = f"step {good} is the newest intact one" if good is not None else "none saved yet"
+            raise CheckpointError(
+                f"could not write a checkpoint into {self.directory}: {_first_line(err)} "
+                f"({kept}); free disk space or make the folder writable, then run again"
+            ) from err
 
     def latest_step(self) -> int | None:
         """The newest committed step, or None when there is none."""
@@ -144,6 +199,57 @@ class Checkpointer:
         restored = self._manager.restore(step, args=args)
         return restored[_STATE], dict(restored[_EXTRA])
 
+    def restore_newest(self, *, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """Restores the newest checkpoint that restores: (step, state, extra), or None when
+        there is no checkpoint at all.
+
+        Newer checkpoints that fail (a truncated or corrupted file) are renamed
+        `<step>.unreadable` beside the others, with a warning that says why, so that the run
+        goes on from the one before and saves its steps again.
+
+        Raises:
+          CheckpointError: there are checkpoints, and none of them restores (none is renamed:
+            the cause may be the code or config rather than the files).
+        """
+        self._manager.wait_until_finished()
+        failed: list[tuple[int, str]] = []
+        for step in reversed(self.all_steps()):
+            try:
+                self._quiet.every = True
+                state, extra = self.restore(step, abstract_state=abstract_state)
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                failed.append((step, _first_line(err)))
+                continue
+            finally:
+                self._quiet.every = False
+            for bad, reason in failed:
+                self._set_aside(bad, reason)
+            if failed:
+                self._manager.reload()
+            return step, state, extra
+        if not failed:
+            return None
+        reasons = "; ".join(f"step {s}: {r}" for s, r in failed[:3])
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores ({reasons}); if the files are "
+            "damaged, move the folder aside to start over"
+        )
+
+    def _set_aside(self, step: int, reason: str) -> None:
+        log.info("checkpoint step %d does not restore (%s)", step, reason)
+        if jax.process_index() == 0:
+            target = self.directory / f"{step}{UNREADABLE}"
+            suffix = 1
+            while target.exists():
+                target, suffix = self.directory / f"{step}{UNREADABLE}.{suffix}", suffix + 1
+            os.replace(self.directory / str(step), target)
+            print(f"checkpoint step {step} does not restore ({reason}); "
+                  f"kept as {target.name}, resuming from the one before", flush=True)  # fmt: skip
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"set-aside-{step}")
+
     def restore_part(self, abstract_part: Any, step: int | None = None) -> Any:
         """Restores only the leaves of the state that `abstract_part` names (default step:
         the latest): e.g. `{"params": {...}}` of a model without its optimiser moments.
@@ -176,18 +282,69 @@ class Checkpointer:
         return metadata.tree
 
     def wait(self) -> None:
-        """Blocks until any asynchronous save has been committed (or raises its error)."""
-        self._manager.wait_until_finished()
+        """Blocks until any asynchronous save has been committed.
+
+        Raises:
+          CheckpointError: that save failed (the older checkpoints are intact).
+        """
+        with self._writing():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for pending saves and releases orbax's threads."""
-        self._manager.close()
+        try:
+            with self._writing():
+                self._manager.close()
+        finally:
+            logging.getLogger("absl").removeFilter(self._quiet)
 
     def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DropReraisedErrors(logging.Filter):
+    """Drops orbax's own ERROR records that carry an exception: the same exception reaches
+    the caller, which reports it in one line (orbax logs each failed save with several
+    tracebacks, from every thread it touched)."""
+
+    every = False  # also those without one (while trying checkpoints that may be broken)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and (record.exc_info or self.every)
+                    and "orbax" in record.pathname)  # fmt: skip
+
+
+def _release_waiting_threads() -> None:
+    """Lets orbax's background threads of a failed save end.
+
+    In orbax 0.12 a save's threads wait for each other's signals; one that fails (a full
+    disk, a read-only folder) never sends its own, so the others wait for orbax's 20-minute
+    timeout and, not being daemons, keep the process alive after the error is reported.
+    Cancelling them and sending what they wait for ends them at once. Only private names
+    of orbax reach this; where they differ (another orbax version), nothing is done.
+    """
+    try:
+        from orbax.checkpoint._src.futures import future, signaling_client
+    except ImportError:
+        return
+    thread_type = getattr(future, "_SignalingThread", None)
+    contract = getattr(future, "AwaitableSignalsContract", None)
+    if thread_type is None or contract is None:
+        return
+    # The cancelled threads' coroutines are never awaited: not worth a warning at exit.
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    client = signaling_client.get_signaling_client()
+    for thread in threading.enumerate():
+        if not isinstance(thread, thread_type) or not thread.is_alive():
+            continue
+        thread._cancelled = True
+        for wanted in getattr(thread, "_receive_signals", ()):
+            key = contract.get_unique_awaitable_singal_key(wanted, thread._operation_id)
+            with contextlib.suppress(Exception):  # already sent: nothing to release
+                client.key_value_set(key, "released", allow_overwrite=True)
 
 
 def _check_abstract(abstract_state: Any) -> None:

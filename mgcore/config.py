@@ -32,6 +32,7 @@ from typing import Any
 
 from mgcore.config_types import (
     ConfigError,
+    build,
     from_mapping,
     init_fields,
     is_union,
@@ -236,14 +237,16 @@ class _Leaf:
     value: Any
 
 
-def _rebuild(obj: Any, updates: dict[str, Any]) -> Any:
+def _rebuild(obj: Any, updates: dict[str, Any], prefix: str = "") -> Any:
     changes = {}
     for name, update in updates.items():
         if isinstance(update, _Leaf):
             changes[name] = update.value
         else:
-            changes[name] = _rebuild(getattr(obj, name), update)
-    return dataclasses.replace(obj, **changes)
+            changes[name] = _rebuild(getattr(obj, name), update, join_key(prefix, name))
+    kwargs = {f.name: getattr(obj, f.name) for f in init_fields(type(obj))}
+    return build(type(obj), {**kwargs, **changes},
+                 f"section '{prefix}'" if prefix else "the config")  # fmt: skip
 
 
 def _resolve_key(config: Any, parts: list[str], key: str) -> Any:

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import difflib
 import functools
+import math
 import pathlib
 import types
 import typing
@@ -96,9 +97,10 @@ def parse_text(text: str, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' wants an int, got {text!r}") from None
     if tp is float:
         try:
-            return float(stripped)
+            value = float(stripped)
         except ValueError:
             raise ConfigError(f"config key '{key}' wants a float, got {text!r}") from None
+        return _finite(value, key)
     if tp is str:
         return text
     if tp is pathlib.Path:
@@ -177,7 +179,7 @@ def convert(value: Any, tp: Any, key: str, *, from_json: bool) -> Any:
     if tp in _SCALARS:
         # bool is an int subclass, so an int or float field must not take True.
         if isinstance(value, _SCALARS[tp]) and (tp is bool or not isinstance(value, bool)):
-            return float(value) if tp is float else value
+            return _finite(float(value), key) if tp is float else value
         raise wrong_type(key, tp, value)
     raise ConfigError(f"config key '{key}' has unsupported type {type_name(tp)}")
 
@@ -190,6 +192,24 @@ _SCALARS: dict[type, type | tuple[type, ...]] = {
     str: str,
     pathlib.Path: pathlib.PurePath,
 }
+
+
+def _finite(value: float, key: str) -> float:
+    # No config field means anything by NaN or infinity; a huge literal (1e400) is inf.
+    if not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' wants a finite number, got {value}")
+    return value
+
+
+def build(cls: type, kwargs: dict[str, Any], where: str) -> Any:
+    """`cls(**kwargs)`, with a `__post_init__` check's ValueError/TypeError as one
+    `ConfigError` naming `where` (a section of the config)."""
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as err:
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def wrong_type(key: str, tp: Any, value: Any) -> ConfigError:
@@ -251,4 +271,4 @@ def from_mapping(cls: type, data: Any, prefix: str) -> Any:
             kwargs[name] = convert(data[name], hints[name], key, from_json=True)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"saved config lacks required key '{key}'; the file is incomplete")
-    return cls(**kwargs)
+    return build(cls, kwargs, where)

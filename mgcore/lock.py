@@ -18,8 +18,20 @@ from pathlib import Path
 LOCK_FILE = ".lock"
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirError(RuntimeError):
+    """A workdir that cannot be trained in: busy, unwritable or full (one line)."""
+
+
+class WorkdirBusyError(WorkdirError):
     """Another process trains in this workdir; the message names it."""
+
+
+def unwritable(path: str | os.PathLike, err: OSError) -> WorkdirError:
+    """The one-line error for a write into the workdir that failed."""
+    return WorkdirError(
+        f"can't write {path}: {err.strerror or err}; free disk space or make the folder "
+        "writable, then run again"
+    )
 
 
 class WorkdirLock:
@@ -34,8 +46,11 @@ class WorkdirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> WorkdirLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise unwritable(self.path, err) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,11 @@ run on a machine without network works and can be synced later with
 `wandb sync WORKDIR/wandb`. The run id is kept in the workdir, so a resumed
 run continues the same wandb run. Audio samples and spectrogram images go to
 wandb and, as FLAC and PNG, under `WORKDIR/samples/`.
+
+A run resumed from step N first drops the rows after step N from `metrics.jsonl`
+(steps a killed run logged after its last checkpoint, which the resumed run logs
+again), so the file has each step once. A write that fails (a full disk, a folder
+made read-only) raises `WorkdirError` in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from mgcore.audio import save_audio
+from mgcore.lock import unwritable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class MetricsWriter:
         mode: wandb mode; "offline" by default.
         project: wandb project name.
         name: wandb run name (default: the workdir's name).
+        resume_step: the step the run resumes from: rows after it are dropped from
+            `metrics.jsonl` first (None: keep every row).
     """
 
     def __init__(
@@ -53,6 +62,7 @@ class MetricsWriter:
         mode: WandbMode = "offline",
         project: str = "musicgen-jax",
         name: str | None = None,
+        resume_step: int | None = None,
     ):
         self.workdir = Path(workdir)
         self.active = _is_main_process()
@@ -60,8 +70,14 @@ class MetricsWriter:
         self._file = None
         if not self.active:
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._file = (self.workdir / "metrics.jsonl").open("a", encoding="utf-8")
+        path = self.workdir / "metrics.jsonl"
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None and path.exists():
+                _drop_rows_after(path, resume_step)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as err:
+            raise unwritable(path, err) from err
         if mode != "disabled":
             self._run = self._start_wandb(config or {}, mode, project, name)
 
@@ -89,8 +105,11 @@ class MetricsWriter:
         if not self.active:
             return
         row = {k: float(v) for k, v in values.items()}
-        self._file.write(json.dumps({"step": int(step), "time": time.time(), **row}) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps({"step": int(step), "time": time.time(), **row}) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise unwritable(self._file.name, err) from err
         if self._run is not None:
             self._run.log(row, step=int(step))
 
@@ -139,8 +158,63 @@ class MetricsWriter:
             self._run = None
 
 
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Rewrites `path` (atomically) without the rows logged after `step`, and without a
+    last line that a killed process left half-written."""
+    kept, dropped = [], 0
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if isinstance(row, dict) and row.get("step", 0) > step:
+                dropped += 1
+            else:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+        log.info("dropped %d rows after step %d from %s", dropped, step, path)
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
     """The rows of `WORKDIR/metrics.jsonl`, in order."""
     path = Path(workdir) / "metrics.jsonl"
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+class Throughput:
+    """Steps and examples per second since the last log, and the host's memory."""
+
+    def __init__(self):
+        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
+
+    def add(self, rows: int) -> None:
+        self.steps, self.examples = self.steps + 1, self.examples + rows
+
+    def take(self) -> dict:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        out = {
+            "steps_per_second": max(self.steps, 1) / seconds,
+            "examples_per_second": self.examples / seconds,
+            "host_memory_mb": host_memory_mb(),
+        }
+        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
+        return out
+
+
+def host_memory_mb() -> float:
+    """This process's resident set size in MiB (current, not peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # not Linux: peak RSS is the best we can get
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -10,15 +10,20 @@ checkpoints with the data iterator's state (`checkpoint.py`), saving and
 stopping cleanly on SIGTERM/SIGINT, and metrics (`metrics.py`). The next step is
 dispatched before the last step's metrics are read, so the host blocks on the
 device only when it logs.
+
+How a run ends, for the caller (and `musicgen train`'s exit status): it returns
+after its last step (exit 0); it raises `Preempted` after a signal, once the
+checkpoint of the step it stopped at is written (exit `EXIT_PREEMPTED`, 75: run
+the same command again to resume); anything else is a failure (exit 1), among
+them `NonFiniteError`, `CheckpointError` (a checkpoint could not be written:
+the ones before it are intact) and `WorkdirError` (metrics could not be written).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -35,7 +40,7 @@ from tqdm.auto import tqdm
 from mgcore.checkpoint import Checkpointer, PreemptionGuard
 from mgcore.config_types import ConfigError
 from mgcore.data.config import debug_data
-from mgcore.metrics import MetricsWriter
+from mgcore.metrics import MetricsWriter, Throughput
 from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
 from mgcore.sharding import (
     DEFAULT_RULES,
@@ -133,6 +138,22 @@ class Family(Protocol):
 
 class NonFiniteError(RuntimeError):
     """Too many consecutive updates with NaN/inf gradients."""
+
+
+# sysexits.h's EX_TEMPFAIL ("try again later"): what a scheduler reads as "requeue me".
+EXIT_PREEMPTED = 75
+
+
+class Preempted(Exception):
+    """The run stopped on SIGTERM/SIGINT after saving a checkpoint at `step`; running it
+    again resumes there."""
+
+    def __init__(self, step: int, signal_name: str, workdir):
+        self.step, self.signal_name = step, signal_name
+        super().__init__(
+            f"stopped by {signal_name} at step {step}, with a checkpoint of it in {workdir}; "
+            "run the same command again to resume"
+        )
 
 
 def _cast_floats(tree, dtype):
@@ -287,9 +308,11 @@ def train(
 ) -> dict:
     """Trains, resuming from the latest checkpoint in `workdir`; returns the last metrics.
 
-    Stops after `train_config.steps`, on SIGTERM/SIGINT (after saving), or with
-    `NonFiniteError` after `optimizer.max_consecutive_nonfinite` skipped updates
-    in a row. Checkpoints go to `workdir/checkpoints`, metrics to
+    Stops after `train_config.steps`; raises `Preempted` on SIGTERM/SIGINT (after
+    saving), `NonFiniteError` after `optimizer.max_consecutive_nonfinite` skipped
+    updates in a row, `CheckpointError` when a checkpoint cannot be written (or none
+    restores). Resumes from the newest checkpoint that restores, setting newer broken
+    ones aside. Checkpoints go to `workdir/checkpoints`, metrics to
     `workdir/metrics.jsonl` (and wandb).
 
     Args:
@@ -308,17 +331,6 @@ def train(
     mesh = make_mesh(mesh_config, devices)
     plan = init_state(family, optimizer, train_config, mesh, mesh_config.rules)
     data = family.data()
-    ckpt = Checkpointer(
-        Path(workdir) / "checkpoints", save_every=train_config.save_every, keep=train_config.keep
-    )
-    start = 0
-    if ckpt.latest_step() is not None:
-        state, extra = ckpt.restore(abstract_state=plan.abstract)
-        data.set_state(extra["data"])
-        start = int(state["step"])
-        _say(f"resumed from step {start} of {train_config.steps * optimizer.grad_accumulation}")
-    else:
-        state = plan.init()
     step_fn = make_train_step(
         plan.graphdef, family.loss, plan.tx, plan.schedule,
         compute_dtype=jnp.dtype(train_config.compute_dtype),
@@ -326,24 +338,47 @@ def train(
         state_shardings=plan.shardings,
     )  # fmt: skip
     evaluate = getattr(family, "evaluate", None)
-    writer = MetricsWriter(workdir, config=config_dict, mode=train_config.wandb)
     total = train_config.steps * optimizer.grad_accumulation
-    if start >= total:
-        _say(f"{workdir} has finished its {start} steps; nothing to train "
-             "(raise train.steps to train on)")  # fmt: skip
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="train")
-    pending, last = None, {}
-    timer = _Throughput()
-    try:
+    pending, last, stopped_by = None, {}, None
+    # Closed in reverse order on any exit (NonFiniteError too): the progress bar, the
+    # metrics (and wandb), then the checkpointer, which first finishes an async save.
+    with contextlib.ExitStack() as stack:
+        ckpt = stack.enter_context(Checkpointer(
+            Path(workdir) / "checkpoints", save_every=train_config.save_every,
+            keep=train_config.keep,
+        ))  # fmt: skip
+        restored = ckpt.restore_newest(abstract_state=plan.abstract)
+        if restored is None:
+            state, start = plan.init(), 0
+        else:
+            _, state, extra = restored
+            data.set_state(extra["data"])
+            start = int(state["step"])
+            _say(f"resumed from step {start} of {total}")
+        writer = MetricsWriter(workdir, config=config_dict, mode=train_config.wandb,
+                               resume_step=start)  # fmt: skip
+        stack.callback(writer.close)
+        if start >= total:
+            _say(f"{workdir} has finished its {start} steps; nothing to train "
+                 "(raise train.steps to train on)")  # fmt: skip
+        bar = tqdm(total=total, initial=start, disable=not progress, desc="train")
+        stack.callback(bar.close)
+        timer = Throughput()
+
+        def flush(force: bool = False):  # log the pending step (if on the logging cadence)
+            nonlocal pending, last
+            if pending is not None and (force or pending[0] % train_config.log_every == 0):
+                last = _log(writer, bar, pending, timer.take())
+                _check_finite(last, optimizer)
+            pending = None
+
         with PreemptionGuard() as preempt:
             for step in range(start, total):
                 batch = shard_batch(_device_batch(next(data)), mesh)
                 state, metrics = step_fn(state, batch)
                 timer.add(_batch_rows(batch))
                 done = step + 1
-                if pending is not None and pending[0] % train_config.log_every == 0:
-                    last = _log(writer, bar, pending, timer.take())
-                    _check_finite(last, optimizer)
+                flush()
                 pending = (done, metrics)
                 bar.update()
                 if (
@@ -354,18 +389,19 @@ def train(
                     weights = state["ema"] if state["ema"] is not None else state["params"]
                     evaluate(nnx.merge(plan.graphdef, weights, state["rest"]), done, writer)
                 if ckpt.should_save(done) or done == total or preempt.requested:
+                    # The rows up to a checkpoint's step are written before it: a resumed
+                    # run drops the rows after it and logs those steps again, once.
+                    flush(force=done == total or preempt.requested)
                     ckpt.save(done, state, {"data": data.get_state(), "config": config_dict or {}},
                               force=True)  # fmt: skip
                 if preempt.requested:
                     log.warning("stopping at step %d on a signal; resume by running again", done)
+                    stopped_by = (done, preempt.signal.name)
                     break
-        if pending is not None:
-            last = _log(writer, bar, pending, timer.take())
-    finally:  # also on NonFiniteError: finish an async save, close wandb
-        ckpt.wait()
-        ckpt.close()
-        writer.close()
-        bar.close()
+        flush(force=True)
+        ckpt.wait()  # the last save is committed (or its error raised) before returning
+    if stopped_by is not None:
+        raise Preempted(*stopped_by, workdir)
     return last
 
 
@@ -384,39 +420,6 @@ def _device_batch(batch: dict) -> dict:
 def _batch_rows(batch: dict) -> int:
     arrays = [v for v in batch.values() if getattr(v, "ndim", 0) > 0]
     return int(arrays[0].shape[0]) if arrays else 0
-
-
-class _Throughput:
-    """Steps and examples per second since the last log, and the host's memory."""
-
-    def __init__(self):
-        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
-
-    def add(self, rows: int) -> None:
-        self.steps, self.examples = self.steps + 1, self.examples + rows
-
-    def take(self) -> dict:
-        seconds = max(time.perf_counter() - self.started, 1e-9)
-        out = {
-            "steps_per_second": max(self.steps, 1) / seconds,
-            "examples_per_second": self.examples / seconds,
-            "host_memory_mb": host_memory_mb(),
-        }
-        self.started, self.steps, self.examples = time.perf_counter(), 0, 0
-        return out
-
-
-def host_memory_mb() -> float:
-    """This process's resident set size in MiB (current, not peak)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):  # not Linux: peak RSS is the best we can get
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _log(writer, bar, pending, rates: dict) -> dict:

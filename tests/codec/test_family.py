@@ -15,7 +15,7 @@ from codec.api import Codec
 from codec.family import CodecFamily, codec_losses
 from mgcore.config import load_experiment
 from mgcore.metrics import read_metrics
-from mgcore.trainer import train
+from mgcore.trainer import Preempted, train
 from musicgen import cli
 
 EXPERIMENT = "experiments/codec_tiny.py:debug"
@@ -119,8 +119,9 @@ def test_sigterm_then_restart_gives_the_uninterrupted_losses(tmp_path, manifest)
         return train(family, config.optimizer, config.train, workdir, progress=False)
 
     run(CodecFamily(config), tmp_path / "ref")
-    stopped = run(_Preempted(config, at=4), tmp_path / "run")
-    assert stopped["step"] == 4
+    with pytest.raises(Preempted, match="stopped by SIGTERM at step 4") as stopped:
+        run(_Preempted(config, at=4), tmp_path / "run")
+    assert stopped.value.step == 4
     run(CodecFamily(config), tmp_path / "run")
     want = {r["step"]: r for r in read_metrics(tmp_path / "ref")}
     got = {r["step"]: r for r in read_metrics(tmp_path / "run")}

@@ -1,8 +1,12 @@
 """The metrics writer: JSONL rows, samples on disk, wandb offline resuming the same run."""
 
+import errno
+
 import numpy as np
+import pytest
 from PIL import Image
 
+from mgcore.lock import WorkdirError
 from mgcore.metrics import MetricsWriter, read_metrics
 
 
@@ -39,3 +43,33 @@ def test_wandb_offline_keeps_one_run_id_across_restarts(tmp_path):
     assert ids[0] == ids[1] == (tmp_path / "wandb_run_id").read_text().strip()
     assert any((tmp_path / "wandb").glob("offline-run-*"))
     assert [row["step"] for row in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_a_resumed_run_drops_the_rows_after_its_checkpoint_and_a_torn_last_line(tmp_path):
+    writer = MetricsWriter(tmp_path, mode="disabled")
+    for step in (1, 2, 3, 4):
+        writer.scalars(step, {"loss": float(step)})
+    writer.close()
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "lo')  # SIGKILL in the middle of a write
+    writer = MetricsWriter(tmp_path, mode="disabled", resume_step=2)
+    writer.scalars(3, {"loss": 30.0})
+    writer.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(tmp_path)] == [
+        (1, 1.0), (2, 2.0), (3, 30.0)
+    ]  # fmt: skip
+
+
+def test_a_failed_write_is_one_line_naming_the_file(tmp_path):
+    writer = MetricsWriter(tmp_path, mode="disabled")
+
+    class FullDisk:
+        name = str(tmp_path / "metrics.jsonl")
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer._file = FullDisk()
+    with pytest.raises(WorkdirError, match=r"can't write .*metrics.jsonl: No space left on "
+                       "device; free disk space"):  # fmt: skip
+        writer.scalars(1, {"loss": 1.0})

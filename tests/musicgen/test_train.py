@@ -5,6 +5,7 @@ named by module path the way a research fork names its own; the codec, LM and re
 run their `debug` experiments through the same launcher in their own tests.
 """
 
+import errno
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 from mgcore.config import load_saved_config
 from mgcore.lock import WorkdirLock
 from mgcore.metrics import read_metrics
+from mgcore.trainer import EXIT_PREEMPTED
 from musicgen import cli, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +94,35 @@ def test_a_second_trainer_on_the_workdir_is_refused_in_one_line(tmp_path, capsys
     assert cli.main(args) == 0  # released: the next run takes it
 
 
+def test_a_workdir_that_cannot_be_written_is_one_line_exit_1(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = cli.main(["train", "--config", EXPERIMENT, "--workdir", str(blocker / "w"),
+                     "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert f"can't write {blocker / 'w'}" in err and "make the folder writable" in err
+
+
+def test_a_full_disk_stops_the_run_in_one_line_exit_1(tmp_path, capsys, monkeypatch):
+    from orbax.checkpoint._src.path import atomicity
+
+    create = atomicity._create_tmp_directory
+
+    async def full_disk(*args, **kwargs):  # from the second checkpoint on
+        if "/checkpoints/10." not in str(args[1]):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(atomicity, "_create_tmp_directory", full_disk)
+    code = cli.main(["train", "--config", EXPERIMENT, "--workdir", str(tmp_path / "w"),
+                     "--no-progress", "--set", "train.save_every=10"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "No space left on device (step 10 is the newest intact one)" in err
+    assert _checkpoints(tmp_path / "w") == [10]
+
+
 def test_workdir_refuses_another_model_and_needs_a_config(tmp_path, capsys):
     work = tmp_path / "w"
     assert cli.main(["train", "--workdir", str(work), "--no-progress"]) == 1
@@ -127,14 +158,16 @@ def test_sigterm_through_the_cli_saves_and_a_rerun_continues_the_same_losses(tmp
         assert run.poll() is None and time.time() < deadline, run.stderr.read()[-3000:]
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
-    assert run.wait(timeout=120) == 0, run.stderr.read()[-3000:]
+    # Preempted and resumable: its own exit status, and one line that says so.
+    assert run.wait(timeout=120) == EXIT_PREEMPTED == 75, run.stderr.read()[-3000:]
+    assert "stopped by SIGTERM at step" in run.stderr.read().splitlines()[-1]
     stopped = _checkpoints(tmp_path / "run")[-1]
     assert 30 <= stopped < 400  # a checkpoint at the step where it stopped
     rerun = _launch(tmp_path / "run")
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()[-3000:]
     want = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "ref")}
     got = {r["step"]: r["loss"] for r in read_metrics(tmp_path / "run")}
-    assert sorted(got) == list(range(1, 401))
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == list(range(1, 401))
     assert all(got[s] == pytest.approx(want[s], rel=1e-6) for s in want)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["config"]["train"]["steps"] == 400
