@@ -7,10 +7,11 @@ print one line and exit with status 2 (usage) or 1 (input), never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
-from musicgen import __version__
+from musicgen import __version__, inputs
 from musicgen.cli_eval import add_eval_commands
 from musicgen.cli_generate import add_generate_commands
 from musicgen.cli_types import Parser as _Parser
@@ -18,6 +19,7 @@ from musicgen.cli_types import UsageError
 from musicgen.cli_types import fraction as _fraction
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
+from musicgen.cli_types import ranged as _ranged
 
 
 def _add_train_command(sub) -> None:
@@ -64,7 +66,9 @@ def _add_data_commands(sub) -> None:
     )
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--hours", type=_positive_float, required=True, help="hours of audio")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument(
+        "--seed", type=_ranged(inputs.SEED), default=0, help="random seed (default: 0)"
+    )
     synth.add_argument("--soundfont", help="a GM SoundFont (default: Debian's TimGM6mb)")
     synth.add_argument("--workers", type=_positive_int, default=2, help="processes (default: 2)")
     synth.set_defaults(run="cmd_data_synth")
@@ -159,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration", type=_positive_float, default=10.0, help="seconds per clip (default 10)"
     )
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--refine-steps", type=_positive_int, help="refiner steps (default: 8)")
+    demo.add_argument(
+        "--seed", type=_ranged(inputs.SEED), default=0, help="random seed (default: 0)"
+    )
+    demo.add_argument(
+        "--refine-steps", type=_ranged(inputs.REFINE_STEPS), help="refiner steps (default: 8)"
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(run="cmd_demo")
 
@@ -187,6 +195,10 @@ def _split_list(text: str) -> tuple[str, ...]:
     return splits
 
 
+# Writing fails for reasons of the place, not of the program: reported in one line.
+_WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `musicgen` console script."""
     parser = build_parser()
@@ -204,6 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except commands.USER_ERRORS as err:
         print(f"musicgen: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a file the user named cannot be written (or read): no traceback
+        if not isinstance(err, PermissionError) and err.errno not in _WRITE_ERRNOS:
+            raise
+        what = f"{err.filename}: " if err.filename else ""
+        reason = " ".join((err.strerror or str(err)).split())
+        if isinstance(err, PermissionError) and "permission" not in reason.lower():
+            reason = f"permission denied ({reason})"
+        print(f"musicgen: error: {what}{reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("musicgen: interrupted", file=sys.stderr)

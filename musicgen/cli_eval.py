@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from musicgen import inputs
 from musicgen.cli_types import Parser as _Parser
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
+from musicgen.cli_types import ranged
 
 
 def add_eval_commands(sub) -> None:
@@ -97,7 +99,8 @@ def add_eval_commands(sub) -> None:
         help="sampler step counts (default 4 8 16 32 50)",
     )
     refiner.add_argument("--batch", type=_positive_int, default=8, help="clips a pass (default 8)")
-    refiner.add_argument("--seed", type=int, default=0, help="sampler noise seed (default 0)")
+    refiner.add_argument("--seed", type=ranged(inputs.SEED), default=0,
+                         help="sampler noise seed (default 0)")  # fmt: skip
     refiner.add_argument("--out", help="folder for refiner_eval.json and refiner_eval.md")
     refiner.set_defaults(run="cmd_eval_refiner")
 
@@ -133,11 +136,16 @@ def add_eval_commands(sub) -> None:
     gen.add_argument("--continue-seconds", type=_positive_float, default=8.0,
                      help="continuation length, prompt included (default 8)")  # fmt: skip
     gen.add_argument("--batch", type=_positive_int, default=8, help="prompts a pass (default 8)")
-    gen.add_argument("--seed", type=int, default=0, help="clips, shuffle and sampling seed")
-    gen.add_argument("--cfg-coef", type=_positive_float, default=3.0, help="guidance (default 3)")
-    gen.add_argument("--temperature", type=float, default=1.0, help="(default 1; 0: greedy)")
-    gen.add_argument("--top-k", type=int, default=250, help="(default 250; 0: all)")
-    gen.add_argument("--top-p", type=float, default=0.0, help="(default 0: off)")
+    gen.add_argument("--seed", type=ranged(inputs.SEED), default=0,
+                     help="clips, shuffle and sampling seed")  # fmt: skip
+    gen.add_argument("--cfg-coef", type=ranged(inputs.CFG_COEF), default=3.0,
+                     help="guidance (default 3)")  # fmt: skip
+    gen.add_argument("--temperature", type=ranged(inputs.TEMPERATURE), default=1.0,
+                     help="(default 1; 0: greedy)")  # fmt: skip
+    gen.add_argument("--top-k", type=ranged(inputs.TOP_K), default=250,
+                     help="(default 250; 0: all)")  # fmt: skip
+    gen.add_argument("--top-p", type=ranged(inputs.TOP_P), default=0.0,
+                     help="(default 0: off)")  # fmt: skip
     gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="decoder compute dtype (default float32)")  # fmt: skip
     gen.add_argument("--out", help="folder for generate_eval.json/.md and plots")

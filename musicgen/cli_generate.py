@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from musicgen import inputs
 from musicgen.cli_types import positive_float as _positive_float
-from musicgen.cli_types import positive_int as _positive_int
+from musicgen.cli_types import ranged
 
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
@@ -22,17 +23,34 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds of audio (default 10; continue: in all, clip included)",
     )
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same audio")
-    p.add_argument("--cfg-coef", type=_positive_float, help="guidance (default: the model's, 3)")
-    p.add_argument("--temperature", type=float, help="softmax temperature (0: greedy)")
-    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens (0: all)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling mass (0: off)")
+    p.add_argument(
+        "--seed",
+        type=ranged(inputs.SEED),
+        default=0,
+        help="the same seed gives the same audio (0 to 2**32 - 1; default 0)",
+    )
+    p.add_argument(
+        "--cfg-coef", type=ranged(inputs.CFG_COEF), help="guidance (default: the model's, 3)"
+    )
+    p.add_argument(
+        "--temperature", type=ranged(inputs.TEMPERATURE), help="softmax temperature (0: greedy)"
+    )
+    p.add_argument(
+        "--top-k",
+        type=ranged(inputs.TOP_K),
+        help="sample from the k most likely tokens (0: all)",
+    )
+    p.add_argument("--top-p", type=ranged(inputs.TOP_P), help="nucleus sampling mass (0: off)")
     p.add_argument(
         "--no-refine",
         action="store_true",
         help="skip the diffusion refiner: codec decoding resampled to 44.1 kHz",
     )
-    p.add_argument("--refine-steps", type=_positive_int, help="refiner steps (default: 8)")
+    p.add_argument(
+        "--refine-steps",
+        type=ranged(inputs.REFINE_STEPS),
+        help="refiner steps, 1 to 1000 (default: the model's, 8)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -53,8 +71,10 @@ def add_generate_commands(sub) -> None:
     cont = sub.add_parser(
         "continue",
         help="continue an audio clip, optionally steered by a prompt",
-        description="Encodes the clip (any rate, mono or stereo), keeps it exactly and "
-        "generates the rest, to --duration seconds in all.",
+        description="Encodes the clip (any rate from 4 to 384 kHz, mono or stereo) and "
+        "generates what follows, to --duration seconds in all. The output starts with the "
+        "clip itself (resampled to 44.1 kHz only when its rate differs), which fades at "
+        "equal power over its last 50 ms into the generated audio.",
     )
     cont.add_argument("clip", help="audio file to continue (WAV, FLAC, ...)")
     cont.add_argument("prompt", nargs="?", help="text prompt (default: none)")
@@ -77,7 +97,7 @@ def add_generate_commands(sub) -> None:
     asm.add_argument("--out", required=True, help="pipeline folder to write")
     asm.add_argument(
         "--max-duration",
-        type=_positive_float,
+        type=ranged(inputs.MAX_DURATION),
         default=120.0,
         help="longest generation allowed, seconds (default 120)",
     )

@@ -8,6 +8,7 @@ is dispatched, so `musicgen --help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -17,15 +18,16 @@ from codec.eval import write_report as write_codec_report
 from diffusion.refiner.api import Refiner
 from diffusion.refiner.eval import evaluate_refiner
 from diffusion.refiner.eval import write_report as write_refiner_report
-from mgcore.audio import AudioFileError, load_audio, save_audio
+from mgcore.audio import AudioFileError, save_audio
+from mgcore.checkpoint import CheckpointError
 from mgcore.config import ConfigError
 from mgcore.data.check import check_manifest, report_json
 from mgcore.data.manifest import ManifestError
 from mgcore.data.prepare import prepare_manifest
-from mgcore.lock import WorkdirBusyError
-from mgcore.trainer import NonFiniteError
+from mgcore.lock import WorkdirError
+from mgcore.trainer import EXIT_PREEMPTED, NonFiniteError, Preempted
 from mgcore.weights import PretrainedError
-from musicgen import demo, train
+from musicgen import demo, inputs, train
 from musicgen.cli_types import UsageError
 from musicgen.evaluation.generate_eval import evaluate_generation
 from musicgen.evaluation.report import markdown
@@ -52,7 +54,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     RenderError,
     TextEncoderError,
     TokenCacheError,
-    WorkdirBusyError,
+    WorkdirError,
+    CheckpointError,
     FileNotFoundError,
     NotADirectoryError,
 )
@@ -70,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             refine_steps=args.refine_steps,
             progress=not args.no_progress,
         )
-    except (ValueError, TypeError) as err:  # the pipeline's checks of the arguments
+    except inputs.BadArgument as err:  # the checks of the arguments, before any generation
         raise UsageError(str(err)) from None
     return 0
 
@@ -145,7 +148,11 @@ def cmd_data_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
+    try:
+        last = train.run(args.config, args.workdir, args.set, progress=not args.no_progress)
+    except Preempted as stop:  # a checkpoint is saved: resumable, and the status says so
+        print(f"musicgen train: {stop}", file=sys.stderr)
+        return EXIT_PREEMPTED
     if last:
         print(f"step {last['step']}: loss {last['loss']:.4f}; workdir {args.workdir}")
     return 0
@@ -243,24 +250,46 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def output_paths(out: str, n: int) -> list[Path]:
-    """`out` for one clip; `out` numbered (`song_0.wav`, `song_1.wav`, ...) for several."""
+    """`out` for one clip; `out` numbered (`song_0.wav`, `song_1.wav`, ...) for several.
+
+    Checked before any work: a .wav or .flac file, not a folder, in a folder that can be
+    written (or created); else a UsageError, or a PermissionError naming `out`.
+    """
     path = Path(out)
     if path.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"-o {out}: write a .wav or .flac file")
-    if n == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n)]
+    paths = (
+        [path] if n == 1 else [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n)]
+    )
+    try:
+        return [inputs.output_file(p) for p in paths]
+    except inputs.BadArgument as err:
+        raise UsageError(f"-o {err}") from None  # the message starts with the path
+
+
+def _prompts(prompts, allow_empty: bool = False) -> list[str]:
+    try:
+        return inputs.prompts(prompts, allow_empty=allow_empty)
+    except inputs.BadArgument as err:
+        raise UsageError(str(err)) from None
+
+
+def _save(path: Path, clip, rate: int) -> None:
+    try:
+        save_audio(path, clip, rate)
+    except OSError as err:  # name the user's file, not save_audio's temporary one
+        raise type(err)(err.errno, err.strerror, str(path)) from None
 
 
 def _run(mg, call, paths: list[Path]) -> int:
     start = time.perf_counter()
     try:
         audio = call()
-    except (ValueError, TypeError) as err:  # the pipeline's checks of the arguments
+    except inputs.BadArgument as err:  # the pipeline's checks, before any model work
         raise UsageError(str(err)) from None
     total = time.perf_counter() - start
     for path, clip in zip(paths, audio, strict=True):
-        save_audio(path, clip, mg.sample_rate)
+        _save(path, clip, mg.sample_rate)
         print(f"written: {path} ({clip.shape[-1] / mg.sample_rate:.1f} s, {mg.sample_rate} Hz)")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in mg.timings.items())
     print(f"generated in {total:.1f} s ({stages})")
@@ -268,16 +297,27 @@ def _run(mg, call, paths: list[Path]) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    _prompts(args.prompts)
     paths = output_paths(args.output, len(args.prompts))
     mg = _load(args)
     return _run(mg, lambda: mg.generate(args.prompts, args.duration, **_options(args)), paths)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
+    prompts = _prompts([args.prompt], allow_empty=True) if args.prompt else None
     paths = output_paths(args.output, 1)
-    clip, rate = load_audio(args.clip)
+    info = demo.check_clip(args.clip)  # the header only: a long clip is refused undecoded
+    if info.duration >= args.duration:
+        raise UsageError(
+            f"--duration {args.duration:g} s is the result's length, clip included; "
+            f"it must exceed the clip's {info.duration:.2f} s ({args.clip})"
+        )
     mg = _load(args)
-    prompts = [args.prompt] if args.prompt else None
+    try:  # before decoding: the clip is then shorter than max_duration
+        inputs.duration(args.duration, mg.max_duration)
+    except inputs.BadArgument as err:
+        raise UsageError(str(err)) from None
+    clip, rate = demo.read_clip(args.clip)
     call = lambda: mg.generate_continuation(clip, rate, prompts, args.duration, **_options(args))  # noqa: E731
     return _run(mg, call, paths)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from mgcore import audio, dsp, loudness
 from mgcore.data.manifest import iter_manifest
+from musicgen import inputs
 from musicgen.pipeline import MusicGen
 from musicgen.synth.build import synth_dataset
 
@@ -55,7 +56,34 @@ PROMPTS = (
 CLIP_SECONDS = 4.0  # the opening of the clip that the continuation keeps
 
 
-def _demo_clip(out: Path, seed: int) -> tuple[np.ndarray, int, str, str]:
+def check_clip(path: str | os.PathLike) -> audio.AudioInfo:
+    """A clip to continue, checked from its header without decoding it: a rate the
+    pipeline takes (4-384 kHz) and mono, stereo, 5.1 or 7.1 (mixed to stereo).
+
+    Raises:
+      AudioFileError: one line naming the file.
+    """
+    info = audio.audio_info(path)
+    if info.sample_rate not in inputs.SAMPLE_RATE:
+        raise audio.AudioFileError(
+            path,
+            f"sample rate {info.sample_rate} Hz is outside 4000..384000 Hz; resample it first",
+            "out_of_range",
+        )
+    if info.channels not in (1, 2, 6, 8):
+        raise audio.AudioFileError(
+            path, f"{info.channels} channels; give a mono or stereo clip", "unsupported"
+        )
+    return info
+
+
+def read_clip(path: str | os.PathLike, seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The first `seconds` of a clip (None: all), decoding only those: `(audio_CxT, rate)`."""
+    info = check_clip(path)
+    return audio.load_audio(path, duration=seconds, channels=2 if info.channels > 2 else None)
+
+
+def _demo_clip(out: Path, seed: int, seconds: float) -> tuple[np.ndarray, int, str, str]:
     """A clip of the embedded dataset, rendered on the spot: (audio, rate, caption, path)."""
     synth_dataset(out / "embedded", 0.01, seed, workers=1, progress=False)
     entries = [
@@ -64,7 +92,7 @@ def _demo_clip(out: Path, seed: int) -> tuple[np.ndarray, int, str, str]:
         if e["duration"] >= CLIP_SECONDS
     ]
     entry = next((e for e in entries if e["split"] == "test"), entries[0])
-    x, rate = audio.load_audio(entry["path"], duration=CLIP_SECONDS)
+    x, rate = audio.load_audio(entry["path"], duration=seconds)
     return x, rate, entry["caption"], str(entry["path"])
 
 
@@ -119,9 +147,20 @@ def run(
 ) -> dict:
     """Generates for `prompts` and continues a clip into `out_dir` (module docstring).
 
+    Every argument, and the clip, is checked before any generation.
+
     Returns the written files and the seconds each stage took.
     """
-    out = Path(out_dir)
+    out = inputs.output_folder(out_dir)
+    prompts = inputs.prompts(prompts)
+    inputs.number(duration, "duration", inputs.Range(0, low_open=True, unit="seconds"))
+    inputs.seed(seed)
+    if refine_steps is not None:
+        inputs.refine_steps(refine_steps)
+    options = dict(seed=seed, refine_steps=refine_steps, progress=progress)
+    if clip is not None:  # its opening only, decoded now: a bad clip stops the demo here
+        x, rate = read_clip(clip, CLIP_SECONDS)
+        caption, source = None, clip
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     print(f"musicgen demo: JAX {jax.__version__} on {jax.devices()[0].platform}")
@@ -130,8 +169,13 @@ def run(
     timings["load the model"] = time.perf_counter() - start
     name = checkpoint or "the reference model (models/reference)"
     print(f"[1/4] loaded {name} in {timings['load the model']:.1f} s")
+    inputs.duration(duration, mg.max_duration)
+    # The clip's opening, at most half the longest generation: the continuation's total
+    # (at least half of it new) then stays within max_duration.
+    clip_seconds = min(CLIP_SECONDS, 0.5 * mg.max_duration)
+    if clip is not None:
+        x = x[..., : max(1, round(clip_seconds * rate))]
     items = []
-    options = dict(seed=seed, refine_steps=refine_steps, progress=progress)
     print(f"[2/4] {len(prompts)} prompts, {duration:g} s each")
     for i, prompt in enumerate(prompts):
         wav = mg.generate([prompt], duration, **options)[0]
@@ -141,12 +185,10 @@ def run(
         print(f"  {prompt!r}: " + ", ".join(f"{k} {v:.1f} s" for k, v in mg.timings.items()))
     start = time.perf_counter()
     if clip is None:
-        x, rate, caption, source = _demo_clip(out, seed)
+        x, rate, caption, source = _demo_clip(out, seed, clip_seconds)
         timings["render a clip of the embedded dataset"] = time.perf_counter() - start
-    else:
-        x, rate = audio.load_audio(clip, duration=CLIP_SECONDS)
-        caption, source = None, clip
-    total = max(duration, x.shape[-1] / rate + 0.5 * duration)  # generate at least half
+    # At least half of --duration new; within max_duration (the clip's frames may round up).
+    total = min(max(duration, x.shape[-1] / rate + 0.5 * duration), mg.max_duration)
     print(f"[3/4] continuing the first {x.shape[-1] / rate:.1f} s of {source} to {total:g} s")
     wav = mg.generate_continuation(x, rate, [caption] if caption else None, total, **options)[0]
     for stage, seconds in mg.timings.items():

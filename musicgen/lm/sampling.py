@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mgcore.config_types import ConfigError
 from musicgen.lm.model import MusicGenLM
 from musicgen.lm.patterns import Pattern
 
@@ -49,10 +51,49 @@ class SamplingConfig:
     cfg_coef: float = 3.0
     dtype: str = "float32"
 
+    def __post_init__(self):
+        # Built from the API, pipeline.json and --set alike: one place refuses NaN (which
+        # samples token 0 everywhere), inf and out-of-range values, in one line. Numpy
+        # scalars become Python numbers (the config is a static, hashed argument of jit).
+        for name, integer, ok, requirement in _RANGES:
+            value = getattr(self, name)
+            number = None
+            if not isinstance(value, bool | np.bool_):
+                if isinstance(value, numbers.Integral):
+                    number = int(value)
+                elif isinstance(value, numbers.Real) and not integer:
+                    number = float(value)
+            if number is None or not ok(number):
+                raise ConfigError(f"sampling {name} must be {requirement}, got {value!r}")
+            object.__setattr__(self, name, number if integer else float(number))
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"sampling dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+# (field, integer, test, requirement); musicgen.inputs holds the same ranges for the CLI.
+# The upper bounds are far past any use and keep float32 logits from overflowing.
+_RANGES = (
+    ("temperature", False, lambda v: _finite(v) and 0 <= v <= 1e6,
+     "a finite number in [0, 1000000] (0: greedy)"),
+    ("top_k", True, lambda v: 0 <= v <= 2**20, "an integer in [0, 2**20] (0: all)"),
+    ("top_p", False, lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1] (0: off)"),
+    ("cfg_coef", False, lambda v: _finite(v) and 0 < v <= 1e6,
+     "a finite number in (0, 1000000] (1: no guidance)"),
+)  # fmt: skip
+
 
 def sample_logits(logits_BxKxV, rng, temperature: float, top_k: int, top_p: float):
     """Tokens `[B, K]` from logits with temperature, top-k and top-p (greedy at T=0)."""
-    if temperature == 0.0:
+    # Below 1e-4 sampling is practically the argmax, and a tiny temperature (1e-40)
+    # overflows the divided logits to inf (NaN after top-p): take the argmax.
+    if temperature < 1e-4:
         return jnp.argmax(logits_BxKxV, axis=-1).astype(jnp.int32)
     logits_BxKxV = logits_BxKxV / temperature
     card = logits_BxKxV.shape[-1]

@@ -78,3 +78,40 @@ def test_demo_writes_audio_spectrograms_and_an_index(tiny_pipeline_folder, tmp_p
     assert "fast &lt;drums&gt;" in page and "calm flute" in page  # prompts, escaped
     printed = capsys.readouterr().out
     assert "lm, prompts" in printed and "refiner, continuation" in printed
+
+
+def _main(argv, capsys):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse's own checks
+        code = exit.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_demo_checks_the_clip_and_every_argument_before_any_work(tmp_path, capsys, monkeypatch):
+    """Issue 18: `demo --clip BAD` refused only after generating the three prompts."""
+    from musicgen import pipeline
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(pipeline.MusicGen, "from_pretrained", load)
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    (tmp_path / "file").write_text("x")
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(800, np.nan, np.float32), 16000, subtype="FLOAT")
+    for argv, status, message in [
+        (["--clip", str(broken)], 1, f"musicgen: error: {broken}: "),  # mgcore.audio's words
+        (["--clip", str(tmp_path / "missing.wav")], 1, "missing.wav: "),
+        (["--out", str(tmp_path / "file")], 2, "is a file; name a folder to write into"),
+        (["--prompt", " "], 2, "a prompt is empty"),
+        (["--prompt", "calm \udcff"], 2, "prompt 0 is not valid UTF-8 text"),
+        (["--seed", "-1"], 2, "--seed: must be an integer in [0, 2**32)"),
+        (["--duration", "nan"], 2, "--duration: expected a finite number"),
+    ]:
+        code, err = _main(["demo", "--out", str(tmp_path / "o"), *argv], capsys)
+        assert code == status and len(err) == 1 and message in err[0], (argv, err)
+    assert not (tmp_path / "o").exists()
+    code, err = _main(["demo", "--out", str(tmp_path / "o"), "--clip", str(nan)], capsys)
+    assert code == 1 and len(err) == 1 and "NaN" in err[0], err
