@@ -44,12 +44,21 @@ from codec.model import CodecConfig, CodecModel
 from codec.quantizer import QuantizerConfig
 from codec.seanet import SEANetConfig
 from mgcore.config import from_dict
-from mgcore.weights import PretrainedError, SavedFormat, is_workdir, load_workdir_model
+from mgcore.weights import NoFields, PretrainedError, SavedFormat, is_workdir, load_workdir_model
 
 __all__ = ["Codec", "PretrainedError", "load_codec"]
 
 SAVED = SavedFormat("musicgen-jax-codec", 1, "codec.json")
 CONFIG_FILE = SAVED.config_file
+
+
+def read_saved(directory: str | os.PathLike) -> CodecConfig:
+    """The config of a `save_pretrained` folder, type- and range-checked, building nothing.
+
+    Raises:
+      PretrainedError: one line naming the file and the field at fault.
+    """
+    return SAVED.read(directory, CodecConfig, NoFields)[0]
 
 
 class Codec:
@@ -240,7 +249,7 @@ class Codec:
         if not directory.is_dir():
             raise PretrainedError(f"{directory} is not a folder; name a saved codec's folder")
         if SAVED.holds(directory):
-            return cls(SAVED.load(directory, CodecConfig, _new_model)[0], **kwargs)
+            return cls(SAVED.load(directory, CodecConfig, _new_model, NoFields)[0], **kwargs)
         if hf_import.is_hf_codec_folder(directory):
             return cls(hf_import.load_hf_codec(directory), **kwargs)
         if hf_import.is_hf_musicgen_folder(directory):

@@ -35,6 +35,7 @@ from mgcore.hf import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     Tensors,
+    converting,
     fill,
     model_type,
     read_config,
@@ -158,18 +159,21 @@ def dac_config(hf: dict[str, Any]) -> CodecConfig:
     )
 
 
-def hf_codec_config(hf: dict[str, Any]) -> CodecConfig:
+def hf_codec_config(hf: dict[str, Any], source: str | os.PathLike = CONFIG_FILE) -> CodecConfig:
     """Our `CodecConfig` of a Hugging Face `config.json` with model_type encodec or dac.
 
     Args:
       hf: the `config.json` fields.
+      source: the file, named by the one-line error of a missing, malformed or
+        out-of-range field.
     """
     kind = hf.get("model_type")
-    if kind == "encodec":
-        return encodec_config(hf)
-    if kind == "dac":
-        return dac_config(hf)
-    raise PretrainedError(f"model_type {kind!r} is neither 'encodec' nor 'dac'")
+    with converting(source):
+        if kind == "encodec":
+            return encodec_config(hf)
+        if kind == "dac":
+            return dac_config(hf)
+    raise PretrainedError(f"{source}: model_type {kind!r} is neither 'encodec' nor 'dac'")
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -311,18 +315,19 @@ _CONVERTERS: dict[str, Callable[[CodecConfig, Tensors], dict[str, np.ndarray]]] 
 
 
 def convert_hf_weights(
-    hf: dict[str, Any], tensors: dict[str, np.ndarray]
+    hf: dict[str, Any], tensors: dict[str, np.ndarray], config_source: str = CONFIG_FILE
 ) -> tuple[CodecConfig, dict[str, np.ndarray]]:
     """Our config and flat variables (dotted paths, as `save_pretrained` writes them).
 
     Args:
       hf: the `config.json` fields (model_type "encodec" or "dac").
       tensors: the torch state dict as NumPy arrays, by name.
+      config_source: where `hf` came from, for messages.
 
     Raises:
       PretrainedError: a tensor the architecture needs is missing, or one is left unused.
     """
-    config = hf_codec_config(hf)
+    config = hf_codec_config(hf, config_source)
     src = Tensors(tensors, f"the {hf['model_type']} checkpoint")
     flat = _CONVERTERS[hf["model_type"]](config, src)
     src.check_all_used()
@@ -358,7 +363,8 @@ def load_hf_codec(directory: str | os.PathLike) -> CodecModel:
             f"only {MODEL_TYPES} import"
         )
     source = f"{directory / WEIGHTS_FILE} (converted)"
-    return hf_codec_from_state(hf, read_tensors(directory), source=source)
+    return hf_codec_from_state(hf, read_tensors(directory), source=source,
+                               config_source=str(directory / CONFIG_FILE))  # fmt: skip
 
 
 def hf_codec_from_state(
@@ -367,6 +373,7 @@ def hf_codec_from_state(
     *,
     prefix: str = "",
     source: str = "the codec weights",
+    config_source: str = CONFIG_FILE,
 ) -> CodecModel:
     """Our `CodecModel` from a codec's config fields and a state dict with a name prefix.
 
@@ -379,10 +386,11 @@ def hf_codec_from_state(
       tensors: NumPy arrays by name.
       prefix: the codec's tensors' name prefix ("" for a codec's own folder).
       source: what the tensors came from, for error messages.
+      config_source: where `hf` came from, for error messages.
     """
     if prefix:
         tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    config, flat = convert_hf_weights(hf, tensors)
+    config, flat = convert_hf_weights(hf, tensors, config_source)
     return fill(lambda: CodecModel(config, rngs=nnx.Rngs(0)), flat, source)
 
 
@@ -406,6 +414,10 @@ def load_hf_musicgen_codec(directory: str | os.PathLike) -> CodecModel:
     hf = read_config(directory)
     if not isinstance(hf.get("audio_encoder"), dict):
         raise PretrainedError(f"{directory / CONFIG_FILE} lacks its 'audio_encoder' config")
-    return hf_codec_from_state(hf["audio_encoder"], read_tensors(directory),
-                               prefix="audio_encoder.",
-                               source=f"the MusicGen weights in {directory}")  # fmt: skip
+    return hf_codec_from_state(
+        hf["audio_encoder"],
+        read_tensors(directory),
+        prefix="audio_encoder.",
+        source=f"the MusicGen weights in {directory}",
+        config_source=f"{directory / CONFIG_FILE} audio_encoder",
+    )

@@ -21,6 +21,40 @@ from flax import nnx
 
 from codec.quantizer import QuantizerConfig, QuantizerOutput, ResidualVectorQuantizer
 from codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
+
+# (field, low, high) of every size and value a CodecConfig holds. The counts of layers
+# (ratios, residual units, LSTM layers) are kept near the published codecs' (4, 1-3, 2):
+# tracing a model costs time quadratic in its variables (seconds at these bounds).
+_RANGES = (
+    ("sample_rate", 4000, 384000),
+    ("seanet.channels", 1, 2),
+    ("seanet.dimension", 1, 8192),
+    ("seanet.n_filters", 1, 8192),
+    ("seanet.ratios", 1, 64),
+    ("seanet.n_residual_layers", 0, 4),
+    ("seanet.dilation_base", 1, 16),
+    ("seanet.residual_kernel_size", 1, 255),
+    ("seanet.kernel_size", 1, 255),
+    ("seanet.last_kernel_size", 1, 255),
+    ("seanet.encoder_last_kernel_size", 1, 255),
+    ("seanet.compress", 1, 1024),
+    ("seanet.lstm_layers", 0, 4),
+    ("seanet.trim_right_ratio", 0.0, 1.0),
+    ("seanet.decoder_dim", 1, 16384),
+    ("quantizer.num_codebooks", 1, 128),
+    ("quantizer.codebook_size", 2, 1 << 20),
+    ("quantizer.dim", 1, 8192),
+    ("quantizer.codebook_dim", 1, 8192),
+    ("quantizer.decay", 0.0, 1.0),
+    ("quantizer.kmeans_iters", 0, 10000),
+    ("quantizer.dead_code_threshold", 0.0, 1e9),
+    ("quantizer.commitment_weight", 0.0, 1e9),
+    ("quantizer.codebook_weight", 0.0, 1e9),
+    ("quantizer.quantizer_dropout", 0.0, 1.0),
+)
+_OPTIONAL = ("seanet.encoder_last_kernel_size", "seanet.decoder_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +76,39 @@ class CodecConfig:
     )
 
     def __post_init__(self):
+        self._check_ranges()
         if self.quantizer.dim != self.seanet.dimension:
-            raise ValueError(
+            raise ConfigError(
                 f"quantizer.dim {self.quantizer.dim} != seanet.dimension "
                 f"{self.seanet.dimension}; set both to the latent width"
             )
         if self.seanet.samples_for(16) != 16 * self.hop_length:
-            raise ValueError(
+            raise ConfigError(
                 f"ratios {self.seanet.ratios} decode {self.seanet.samples_for(16)} samples "
                 f"from 16 frames instead of {16 * self.hop_length}; the 'dac' style needs "
                 "even ratios"
+            )
+
+    def _check_ranges(self) -> None:
+        # Sane bounds (EnCodec, DAC and the tiny recipes sit well inside), checked before
+        # anything divides by a ratio or allocates a layer; the sections' own classes
+        # check their choices.
+        for field, low, high in _RANGES:
+            within(self, field, low, high, optional=field in _OPTIONAL)
+        within(self, "quantizer.epsilon", 0.0, 1.0, low_open=True)
+        ratios = self.seanet.ratios
+        if not 1 <= len(ratios) <= 8 or math.prod(ratios) > 65536:
+            raise ConfigError(
+                f"CodecConfig.seanet.ratios must be 1 to 8 ratios of at most 65536 samples "
+                f"in all, got {ratios}"
+            )
+        # The narrowest convs (the encoder's first, the decoder's last) keep a channel
+        # inside their residual units.
+        narrowest = min(self.seanet.n_filters, self.seanet.decoder_width // 2 ** len(ratios))
+        if narrowest < self.seanet.compress:
+            raise ConfigError(
+                f"CodecConfig.seanet: the narrowest layer has {narrowest} channels, fewer than "
+                f"compress {self.seanet.compress}; widen n_filters / decoder_dim"
             )
 
     @property

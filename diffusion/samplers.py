@@ -45,6 +45,7 @@ import jax.numpy as jnp
 
 from diffusion.objectives import Objective, denoised
 from diffusion.schedules import Schedule
+from mgcore.bounds import within
 
 Denoiser = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t, t_B) -> x0_hat
 
@@ -64,6 +65,11 @@ class SamplerConfig:
     steps: int = 50
     eta: float = 0.0
     guidance: float = 1.0
+
+    def __post_init__(self):
+        within(self, "steps", 1, 10000)
+        within(self, "eta", 0.0, 1.0)
+        within(self, "guidance", 0.0, 100.0)
 
 
 def make_denoiser(model_fn: Denoiser, objective: Objective, schedule: Schedule) -> Denoiser:

@@ -43,6 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
@@ -71,6 +74,20 @@ class ScheduleConfig:
     power_beta_min: float = 1e-5
     power_beta_max: float = 2.9e-2
     power_exponent: float = 7.5
+
+    def __post_init__(self):
+        for field, low, high in (
+            ("cosine_s", 0.0, 1.0), ("min_log_snr", -100.0, 100.0),
+            ("sigma_min", 1e-9, 1e6), ("sigma_max", 1e-9, 1e6), ("rho", 1e-3, 1e3),
+            ("p_mean", -100.0, 100.0), ("p_std", 1e-6, 100.0), ("sigma_data", 1e-9, 1e6),
+            ("power_steps", 2, 100000), ("power_beta_min", 1e-12, 0.999),
+            ("power_beta_max", 1e-12, 0.999), ("power_exponent", 1e-3, 100.0),
+        ):  # fmt: skip
+            within(self, field, low, high)
+        if not self.sigma_min < self.sigma_max:
+            raise ConfigError(f"ScheduleConfig: sigma_min {self.sigma_min} >= sigma_max")
+        if not self.power_beta_min <= self.power_beta_max:
+            raise ConfigError("ScheduleConfig: power_beta_min > power_beta_max")
 
 
 @functools.cache

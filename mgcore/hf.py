@@ -14,23 +14,27 @@ converted arrays into a module through `mgcore.weights.fill_model`, the one stri
     model = fill(lambda: Model(config, rngs=nnx.Rngs(0)), flat, src.source)
 
 Every refusal is a one-line `PretrainedError` saying what to do, or an instance of the
-subclass passed as `error` (the text encoders pass their `TextEncoderError`).
+subclass passed as `error` (the text encoders pass their `TextEncoderError`). Nothing in
+a folder is trusted: every tensor read is checked finite, a shard the index names must
+lie in the folder, and `converting` turns a missing or malformed config.json field, or
+one our config's range checks refuse, into one line naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flax import nnx
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
+from safetensors import SafetensorError, safe_open
 
-from mgcore.weights import PretrainedError, fill_model
+from mgcore.weights import PretrainedError, check_finite, fill_model, inside
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -84,28 +88,83 @@ def _weight_files(directory: Path, error: ErrorType) -> list[Path]:
     weight_map = read_json(directory / INDEX_FILE, error).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise error(f"{directory / INDEX_FILE} lists no weight_map; save the model again")
-    return [directory / name for name in sorted(set(weight_map.values()))]
+    if not all(isinstance(name, str) for name in weight_map.values()):
+        raise error(f"{directory / INDEX_FILE} has a weight_map value that is not a file name")
+    where = f"{directory / INDEX_FILE} weight_map"
+    return [inside(directory, name, where) for name in sorted(set(weight_map.values()))]
 
 
 def read_tensors(
-    directory: str | os.PathLike, error: ErrorType = PretrainedError
+    directory: str | os.PathLike,
+    error: ErrorType = PretrainedError,
+    keep: Callable[[str], bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every tensor of `model.safetensors`, or of the shards its index lists, by name.
 
     Args:
       directory: the Hugging Face folder.
       error: the error class raised.
+      keep: read only the tensors it is True for (the others are never loaded).
 
     Raises:
-      error: no weights file, or one that can't be read.
+      error: no weights file, one that can't be read, or a tensor with a NaN or an
+        infinity (named).
     """
     tensors: dict[str, np.ndarray] = {}
     for path in _weight_files(Path(directory), error):
         try:
-            tensors.update(load_file(str(path)))
-        except (SafetensorError, OSError) as err:
+            with safe_open(str(path), framework="numpy") as f:
+                shard = {n: f.get_tensor(n) for n in f.keys() if keep is None or keep(n)}
+        except (SafetensorError, OSError, ValueError, TypeError) as err:
             raise error(f"{path} can't be read ({err}); save the model again") from err
+        check_finite(shard, str(path), error)
+        tensors.update(shard)
     return tensors
+
+
+@contextlib.contextmanager
+def converting(source: str | os.PathLike, error: ErrorType = PretrainedError) -> Iterator[None]:
+    """Inside it, turning a config.json's fields into our config: a missing field
+    (KeyError), a malformed one (TypeError, ValueError, OverflowError) or one our config
+    refuses (its range checks' `ConfigError`) becomes one `error` naming `source`.
+
+    Args:
+      source: the file, e.g. "hf/encodec/config.json".
+      error: the error class raised.
+    """
+    try:
+        yield
+    except PretrainedError as err:
+        if str(source) in str(err):
+            raise
+        raise type(err)(f"{source}: {err}") from err
+    except KeyError as err:
+        raise error(f"{source} lacks the field {err.args[0]!r}; save the model again") from err
+    except (TypeError, ValueError, ArithmeticError) as err:
+        raise error(f"{source}: {err}") from err
+
+
+def field(fields: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    """`fields[key]` as an int or a float (an int is a float too; bool is neither), or
+    `default` where it is absent or null.
+
+    Raises:
+      ValueError: the value is not a finite number of that kind, or it is absent without
+        a default (`converting` names the file).
+    """
+    value = fields.get(key)
+    if value is None:
+        if default is None:
+            raise ValueError(f"field {key!r} is missing")
+        return default
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) or math.isfinite(value):
+            return float(value)
+    raise ValueError(f"field {key!r} must be a finite number, got {value!r}")
 
 
 def model_type(directory: str | os.PathLike) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from musicgen.inputs import Range
+from mgcore.bounds import Range
 
 
 class Parser(argparse.ArgumentParser):

@@ -11,7 +11,6 @@ with a one-line message that names the argument and says what is expected.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import math
 import numbers
@@ -21,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mgcore.bounds import Range
+from musicgen.lm.sampling import SAMPLING
 
 
 class BadArgument(ValueError):
@@ -42,68 +44,13 @@ def show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _bound(value) -> str:
-    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
-        return f"2**{value.bit_length() - 1}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """The numbers an argument takes: finite, between optional bounds, maybe whole.
-
-    Attributes:
-      low, high: the bounds (None: unbounded on that side).
-      low_open, high_open: whether a bound itself is excluded.
-      integer: whole numbers only (Python or numpy integers; floats are refused).
-      unit: printed after the interval (e.g. "seconds").
-      note: what special values mean, printed in brackets (e.g. "0: greedy").
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-    unit: str = ""
-    note: str = ""
-
-    def __contains__(self, value) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        if self.high is not None:
-            return value < self.high if self.high_open else value <= self.high
-        return True
-
-    def describe(self) -> str:
-        """E.g. 'an integer in [0, 2**32)', 'a finite number > 0 (1: no guidance)'."""
-        text = "an integer" if self.integer else "a finite number"
-        if self.low is not None and self.high is not None:
-            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            text += f" in {left}{_bound(self.low)}, {_bound(self.high)}{right}"
-        elif self.low is not None:
-            text += f" {'>' if self.low_open else '>='} {_bound(self.low)}"
-        elif self.high is not None:
-            text += f" {'<' if self.high_open else '<='} {_bound(self.high)}"
-        if self.unit:
-            text += f" {self.unit}"
-        return text + (f" ({self.note})" if self.note else "")
-
-
-# The ranges of the pipeline's and the CLI's arguments. SamplingConfig checks the same
-# sampling ranges itself (it is built from pipeline.json and --set too); a test holds them equal.
+# The ranges of the pipeline's and the CLI's arguments.
 # jax.random.key keeps 32 bits of a seed: 2**32 would give seed 0's key, -1 that of 2**32 - 1.
 SEED = Range(0, 2**32, high_open=True, integer=True)
 REFINE_STEPS = Range(1, 1000, integer=True)  # the refiner's sampler grid; more only costs time
-# Upper bounds as pipeline.json's (musicgen.pipeline_folder): far past any use, and no
-# overflow of float32 logits.
-TEMPERATURE = Range(0, 10**6, note="0: greedy")
-TOP_K = Range(0, 2**20, integer=True, note="0: all")
-TOP_P = Range(0, 1, note="0: off")
-CFG_COEF = Range(0, 10**6, low_open=True, note="1: no guidance")
-SAMPLING = dict(temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P, cfg_coef=CFG_COEF)
+# SamplingConfig's own ranges (it is built from pipeline.json and --set too).
+TEMPERATURE, TOP_K, TOP_P, CFG_COEF = (SAMPLING[k] for k in ("temperature", "top_k", "top_p",
+                                                             "cfg_coef"))  # fmt: skip
 SAMPLE_RATE = Range(4000, 384000, integer=True, unit="Hz")
 CLIPS = Range(1, 1024, integer=True)  # generate_unconditional's n: one batch
 MAX_DURATION = Range(0, 3600, low_open=True, unit="seconds")  # as pipeline.json's

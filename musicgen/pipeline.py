@@ -10,7 +10,10 @@ Like audiocraft's `MusicGen` (`generate`, `generate_continuation`,
 `generate_unconditional`, `set_generation_params` as keyword arguments here). Output is
 float32 `[batch, channels, samples]` at 44.1 kHz: the LM's codes refined by the diffusion
 refiner (`refine=True`), or decoded by the codec and resampled with soxr (`refine=False`,
-or a pipeline without a refiner).
+or a pipeline without a refiner). A continuation starts with the user's clip itself
+(resampled only when its rate differs), which fades at equal power over its last 50 ms
+into the generated audio. Every argument is checked (`musicgen.inputs`) before any model
+work, with a one-line `ValueError` or `TypeError`.
 
 A pipeline folder (`save_pretrained`) holds `pipeline.json` (format, version, the maximum
 duration, default sampling and refiner steps) and one folder per stage in that stage's own
@@ -23,7 +26,7 @@ a refiner of this framework trained on that codec.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -36,14 +39,20 @@ from codec.api import load_codec
 from codec.hf_import import is_hf_musicgen_folder
 from diffusion.refiner.api import Refiner
 from mgcore import audio as audio_io
+from mgcore.config_types import ConfigError
 from mgcore.weights import PretrainedError, flatten_state, to_float16
+from musicgen import inputs
 from musicgen.lm.api import LanguageModel, load_hf_musicgen
 from musicgen.lm.sampling import SamplingConfig
+from musicgen.pipeline_folder import (
+    CONFIG_FILE,
+    PipelineSettings,
+    check_pipeline_folder,
+    write_settings,
+)
 
-FORMAT = "musicgen-jax-pipeline"
-VERSION = 1
-CONFIG_FILE = "pipeline.json"
 OUTPUT_RATE = 44100
+CROSSFADE_SECONDS = 0.05  # a continuation's equal-power fade from the clip into new audio
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "models" / "reference"
 
 
@@ -55,6 +64,34 @@ def same_codec(a, b) -> bool:
         return False
     fa, fb = flatten_state(a.state), flatten_state(b.state)
     return fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) for k in fa)
+
+
+def crossfade_gains(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fade-in, fade-out) gains of an `n`-sample equal-power crossfade: sin and cos of a
+    quarter turn, so their squares sum to 1 (uncorrelated signals keep their loudness)."""
+    theta = (np.arange(n) + 0.5) / max(n, 1) * (np.pi / 2)
+    return np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
+
+
+def keep_clip(generated_BxCxT: np.ndarray, clip_BxCxT: np.ndarray, fade: int) -> np.ndarray:
+    """The clip itself, then the generated audio from the clip's end on.
+
+    Over the clip's last `fade` samples (at most half the clip) the clip fades out and the
+    generated audio (which there renders the clip's codes) fades in, at equal power.
+
+    Args:
+      generated_BxCxT: the whole generated result, clip span included.
+      clip_BxCxT: the user's clip in the same rate and channels.
+      fade: crossfade length in samples.
+    """
+    out = np.array(generated_BxCxT, np.float32)
+    n = min(clip_BxCxT.shape[-1], out.shape[-1])
+    fade = min(fade, n // 2)
+    keep = n - fade
+    fade_in, fade_out = crossfade_gains(fade)
+    out[..., :keep] = clip_BxCxT[..., :keep]
+    out[..., keep:n] = clip_BxCxT[..., keep:n] * fade_out + out[..., keep:n] * fade_in
+    return out
 
 
 class MusicGen:
@@ -87,9 +124,9 @@ class MusicGen:
         if refiner is not None and refiner.codec.frame_rate != codec.frame_rate:
             raise PretrainedError("the refiner was trained on another codec than the LM's")
         self.lm, self.codec, self.refiner = lm, codec, refiner
-        self.max_duration = float(max_duration)
+        self.max_duration = inputs.number(max_duration, "max_duration", inputs.MAX_DURATION)
         self.sampling = sampling or SamplingConfig()
-        self.refine_steps = int(refine_steps)
+        self.refine_steps = inputs.refine_steps(refine_steps)
         self.timings: dict[str, float] = {}
 
     sample_rate = OUTPUT_RATE
@@ -97,45 +134,29 @@ class MusicGen:
     # -- checks ----------------------------------------------------------------------
 
     def _check_duration(self, duration) -> float:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise TypeError(f"duration must be a number of seconds, got {duration!r}")
-        if not 0 < duration <= self.max_duration:
-            raise ValueError(
-                f"duration must be in (0, {self.max_duration:g}] seconds, got {duration:g}; "
-                "the maximum is the pipeline's max_duration"
-            )
-        return float(duration)
-
-    @staticmethod
-    def _check_prompts(prompts, allow_empty: bool = False) -> list[str]:
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        prompts = list(prompts)
-        if not prompts:
-            raise ValueError("give at least one prompt")
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
-            if not allow_empty and not p.strip():
-                raise ValueError(
-                    "a prompt is empty; write what to play, or use generate_unconditional"
-                )
-        return prompts
+        return inputs.duration(duration, self.max_duration)
 
     def _sampling(self, cfg_coef, temperature, top_k, top_p) -> SamplingConfig:
-        s = self.sampling
-        config = SamplingConfig(
-            temperature=s.temperature if temperature is None else float(temperature),
-            top_k=s.top_k if top_k is None else int(top_k),
-            top_p=s.top_p if top_p is None else float(top_p),
-            cfg_coef=s.cfg_coef if cfg_coef is None else float(cfg_coef),
-            dtype=s.dtype,
+        """The pipeline's sampling with the given values (None: keep the pipeline's)."""
+        given = dict(cfg_coef=cfg_coef, temperature=temperature, top_k=top_k, top_p=top_p)
+        changes = {
+            name: inputs.number(value, name, inputs.SAMPLING[name])
+            for name, value in given.items()
+            if value is not None
+        }
+        try:
+            return dataclasses.replace(self.sampling, **changes)
+        except ConfigError as err:  # SamplingConfig's own range checks
+            raise inputs.BadArgument(str(err).removeprefix("sampling ")) from None
+
+    def _options(self, seed, refine, refine_steps, progress) -> dict:
+        steps = self.refine_steps if refine_steps is None else inputs.refine_steps(refine_steps)
+        return dict(
+            seed=inputs.seed(seed),
+            refine=inputs.flag(refine, "refine"),
+            refine_steps=steps,
+            progress=inputs.flag(progress, "progress"),
         )
-        if config.temperature < 0 or config.top_k < 0 or not 0 <= config.top_p <= 1:
-            raise ValueError(f"temperature and top_k must be >= 0, top_p in [0, 1]: {config}")
-        if config.cfg_coef <= 0:
-            raise ValueError(f"cfg_coef must be > 0, got {config.cfg_coef}")
-        return config
 
     # -- generation ------------------------------------------------------------------
 
@@ -155,49 +176,44 @@ class MusicGen:
     ) -> np.ndarray:
         """44.1 kHz audio `[batch, channels, samples]`, one row per prompt.
 
+        Every argument is checked (`musicgen.inputs`) before any model work.
+
         Args:
           prompts: text prompts (a string is one prompt).
           duration: seconds to generate (at most `max_duration`).
-          seed: the same seed and arguments give the same audio.
+          seed: the same seed and arguments give the same audio; in [0, 2**32).
           cfg_coef, temperature, top_k, top_p: sampling (default: the pipeline's).
           refine: refine with the diffusion refiner (else codec decoding + soxr).
           refine_steps: refiner sampler steps (default: the pipeline's).
           progress: show progress bars.
         """
-        prompts = self._check_prompts(prompts)
-        return self._run(
-            prompts,
-            self._check_duration(duration),
-            None,
-            seed,
-            self._sampling(cfg_coef, temperature, top_k, top_p),
-            refine,
-            refine_steps,
-            progress,
+        prompts = inputs.prompts(
+            prompts, none_hint="for music without text use generate_unconditional"
         )
+        duration = self._check_duration(duration)
+        sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
+        options = self._options(seed, refine, refine_steps, progress)
+        return self._run(prompts, duration, None, sampling, **options)
 
     def generate_unconditional(
-        self, n: int, duration: float = 10.0, *, seed: int = 0, **kwargs
+        self,
+        n: int,
+        duration: float = 10.0,
+        *,
+        seed: int = 0,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        refine: bool = True,
+        refine_steps: int | None = None,
+        progress: bool = True,
     ) -> np.ndarray:
         """`n` clips with no text (the LM's unconditional branch); options as `generate`."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive number of clips, got {n!r}")
-        sampling = self._sampling(
-            1.0,
-            kwargs.pop("temperature", None),
-            kwargs.pop("top_k", None),
-            kwargs.pop("top_p", None),
-        )
-        return self._run(
-            [""] * n,
-            self._check_duration(duration),
-            None,
-            seed,
-            sampling,
-            kwargs.pop("refine", True),
-            kwargs.pop("refine_steps", None),
-            kwargs.pop("progress", True),
-        )
+        n = inputs.number(n, "n (the number of clips)", inputs.CLIPS)
+        duration = self._check_duration(duration)
+        sampling = self._sampling(1.0, temperature, top_k, top_p)
+        options = self._options(seed, refine, refine_steps, progress)
+        return self._run([""] * n, duration, None, sampling, **options)
 
     def generate_continuation(
         self,
@@ -217,56 +233,42 @@ class MusicGen:
     ) -> np.ndarray:
         """The clip continued to `duration` seconds in all: `[batch, channels, samples]`.
 
+        The result starts with the clip itself (resampled to 44.1 kHz only when its rate
+        differs, mixed to the output's channels); over its last `CROSSFADE_SECONDS` it
+        fades, at equal power, into the generated audio that follows.
+
         Args:
-          audio: `[C, T]` or `[B, C, T]` float audio (any rate soxr takes, mono or stereo).
+          audio: `[C, T]` or `[B, C, T]` float audio (float16/32/64, finite; any rate in
+            4-384 kHz, mono or stereo).
           sample_rate: its rate.
           prompts: one prompt per clip, or None for unconditional continuation.
           duration: total seconds of the result, the clip included; longer than the clip.
+          seed, cfg_coef, temperature, top_k, top_p, refine, refine_steps, progress:
+            as `generate`.
         """
-        wav = np.asarray(audio)
-        if not np.issubdtype(wav.dtype, np.floating):
-            raise TypeError(f"audio must be float samples in [-1, 1], got dtype {wav.dtype}")
-        wav = wav.astype(np.float32)
-        if wav.ndim == 1:
-            wav = wav[None]
-        if wav.ndim == 2:
-            wav = wav[None]
-        if wav.ndim != 3 or wav.shape[1] not in (1, 2) or wav.shape[2] == 0:
-            raise ValueError(
-                f"audio must be [channels, samples] or [batch, channels, samples] "
-                f"with 1 or 2 channels, got shape {np.shape(audio)}"
-            )
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
-            raise TypeError(f"sample_rate must be an integer in Hz, got {sample_rate!r}")
-        if not 4000 <= sample_rate <= 384000:
-            raise ValueError(
-                f"sample_rate {sample_rate} Hz is outside 4000..384000 Hz; resample the clip first"
-            )
+        wav = inputs.audio(audio)
+        rate = inputs.sample_rate(sample_rate)
         duration = self._check_duration(duration)
-        clip_seconds = wav.shape[-1] / sample_rate
+        clip_seconds = wav.shape[-1] / rate
         if clip_seconds >= duration:
-            raise ValueError(f"duration {duration:g} s must exceed the clip's {clip_seconds:.2f} s")
-        if prompts is None:
-            prompts = [""] * len(wav)
-        prompts = self._check_prompts(prompts, allow_empty=True)
+            raise inputs.BadArgument(
+                f"duration {duration:g} s must exceed the clip's {clip_seconds:.2f} s"
+            )
+        prompts = inputs.prompts([""] * len(wav) if prompts is None else prompts, allow_empty=True)
         if len(prompts) != len(wav):
-            raise ValueError(f"{len(prompts)} prompts for {len(wav)} clips")
+            raise inputs.BadArgument(f"{len(prompts)} prompts for {len(wav)} clips")
+        sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
+        options = self._options(seed, refine, refine_steps, progress)
         codec = self.codec
-        clip = audio_io.to_format(wav, sample_rate, codec.sample_rate, codec.channels)
-        prompt_codes = codec.encode(clip)
-        return self._run(
-            prompts,
-            duration,
-            prompt_codes,
-            seed,
-            self._sampling(cfg_coef, temperature, top_k, top_p),
-            refine,
-            refine_steps,
-            progress,
+        prompt_codes = codec.encode(
+            audio_io.to_format(wav, rate, codec.sample_rate, codec.channels)
         )
+        out = self._run(prompts, duration, prompt_codes, sampling, **options)
+        kept = audio_io.to_format(wav, rate, OUTPUT_RATE, out.shape[1])
+        return keep_clip(out, kept, round(CROSSFADE_SECONDS * OUTPUT_RATE))
 
     def _run(
-        self, prompts, duration, prompt_codes, seed, sampling, refine, refine_steps, progress
+        self, prompts, duration, prompt_codes, sampling, *, seed, refine, refine_steps, progress
     ) -> np.ndarray:
         import time
 
@@ -292,10 +294,7 @@ class MusicGen:
         start = time.perf_counter()
         samples = round(duration * OUTPUT_RATE)
         if refine and self.refiner is not None:
-            steps = self.refine_steps if refine_steps is None else int(refine_steps)
-            if steps < 1:
-                raise ValueError(f"refine_steps must be >= 1, got {steps}")
-            out = self.refiner.refine(codes, steps=steps, seed=seed)
+            out = self.refiner.refine(codes, steps=refine_steps, seed=seed)
             self.timings["refiner"] = time.perf_counter() - start
         else:
             coarse = self.codec.decode(codes, round(duration * self.codec.sample_rate))
@@ -318,6 +317,13 @@ class MusicGen:
                 raise PretrainedError(
                     f"{directory} exists and is not a pipeline; name a new folder"
                 )
+        settings = PipelineSettings(  # checked before anything is written
+            max_duration=self.max_duration,
+            sampling=self.sampling,
+            refine_steps=self.refine_steps,
+            refiner=self.refiner is not None,
+            float16=float16,
+        )
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
@@ -329,19 +335,7 @@ class MusicGen:
             if float16:
                 for path in tmp.rglob("*.safetensors"):
                     to_float16(path)
-            meta = {
-                "format": FORMAT,
-                "version": VERSION,
-                "max_duration": self.max_duration,
-                "sampling": {
-                    k: getattr(self.sampling, k)
-                    for k in ("temperature", "top_k", "top_p", "cfg_coef")
-                },
-                "refine_steps": self.refine_steps,
-                "refiner": self.refiner is not None,
-                "float16": float16,
-            }
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            write_settings(tmp, settings)
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -373,24 +367,19 @@ class MusicGen:
         directory = Path(directory) if directory is not None else REFERENCE_DIR
         if not directory.is_dir():
             raise PretrainedError(f"{directory} is not a folder; name a pipeline folder")
-        chosen = Refiner.from_pretrained(refiner) if refiner is not None else None
         if is_hf_musicgen_folder(directory):
             lm, codec = load_hf_musicgen(directory)
+            chosen = Refiner.from_pretrained(refiner) if refiner is not None else None
             return cls(lm, codec, chosen, **kwargs)
-        path = directory / CONFIG_FILE
-        if not path.is_file():
+        if not (directory / CONFIG_FILE).is_file():
             raise PretrainedError(
                 f"{directory} is not a pipeline: it has no {CONFIG_FILE} (write one with "
                 "MusicGen.save_pretrained) and is not a Hugging Face MusicGen folder"
             )
-        try:
-            meta = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PretrainedError(f"{path} is not valid JSON: {err}") from err
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise PretrainedError(f"{path} is not a {FORMAT} v{VERSION} file")
+        settings = check_pipeline_folder(directory)  # every file, before any model is built
+        chosen = Refiner.from_pretrained(refiner) if refiner is not None else None
         lm = LanguageModel.from_pretrained(directory / "lm")
-        saved = Refiner.from_pretrained(directory / "refiner") if meta.get("refiner") else None
+        saved = Refiner.from_pretrained(directory / "refiner") if settings.refiner else None
         chosen = chosen or saved
         if (directory / "codec").is_dir():
             codec = load_codec(directory / "codec")
@@ -398,9 +387,6 @@ class MusicGen:
             codec = saved.codec
         else:
             raise PretrainedError(f"{directory} has neither codec/ nor refiner/codec/")
-        settings = dict(
-            max_duration=meta["max_duration"],
-            refine_steps=meta["refine_steps"],
-            sampling=SamplingConfig(**meta["sampling"]),
-        )
-        return cls(lm, codec, chosen, **{**settings, **kwargs})
+        defaults = dict(max_duration=settings.max_duration, sampling=settings.sampling,
+                        refine_steps=settings.refine_steps)  # fmt: skip
+        return cls(lm, codec, chosen, **{**defaults, **kwargs})

@@ -47,13 +47,21 @@ import numpy as np
 from flax import nnx
 
 from codec.api import Codec, load_codec
-from codec.model import CodecModel
+from codec.api import read_saved as read_saved_codec
+from codec.model import CodecConfig, CodecModel
 from diffusion.refiner.model import RefinerConfig, RefinerNet, check_codec, refine_window
 from diffusion.samplers import SamplerConfig
 from mgcore import audio as audio_io
 from mgcore import audio_metrics
+from mgcore.bounds import within
 from mgcore.config import from_dict
-from mgcore.weights import PretrainedError, SavedFormat, is_workdir, load_workdir_model
+from mgcore.weights import (
+    PretrainedError,
+    SavedFormat,
+    check_count,
+    is_workdir,
+    load_workdir_model,
+)
 
 __all__ = ["Comparison", "Refiner"]
 
@@ -61,6 +69,41 @@ SAVED = SavedFormat("musicgen-jax-refiner", 1, "refiner.json")
 CONFIG_FILE = SAVED.config_file
 CODEC_FOLDER = "codec"
 Crossfade = Literal["linear", "equal_power"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedFields:
+    """What `refiner.json` holds beside its `config`: the windowing of long inputs."""
+
+    window_seconds: float
+    overlap_seconds: float
+    crossfade: Crossfade
+
+    def __post_init__(self):
+        within(self, "window_seconds", 0.0, 3600.0, low_open=True)
+        within(self, "overlap_seconds", 0.0, self.window_seconds, high_open=True)
+
+
+def read_saved(directory: str | os.PathLike) -> tuple[RefinerConfig, SavedFields, CodecConfig]:
+    """(config, fields, the codec's config) of a `save_pretrained` folder, checked and
+    checked against each other, building nothing.
+
+    Raises:
+      PretrainedError: one line naming the file and the field at fault, or saying that
+        `codec/` is not the codec the refiner was trained on.
+    """
+    directory = Path(directory)
+    config, fields = SAVED.read(directory, RefinerConfig, SavedFields)
+    codec_config = read_saved_codec(directory / CODEC_FOLDER)
+    try:
+        check_codec(codec_config, config)
+    except ValueError as err:
+        raise PretrainedError(f"{directory / CONFIG_FILE}: {err}") from err
+    return config, fields, codec_config
+
+
+def _check_blocks(config: RefinerConfig, flat: dict, source: str) -> None:
+    check_count(flat, "blocks", config.depth, source, "depth")
 
 
 def new_refiner(config: RefinerConfig) -> RefinerNet:
@@ -352,10 +395,11 @@ class Refiner:
         if not directory.is_dir():
             raise PretrainedError(f"{directory} is not a folder; name a saved refiner's folder")
         if SAVED.holds(directory):
-            net, meta = SAVED.load(directory, RefinerConfig, new_refiner)
+            read_saved(directory)  # every file checked before anything is built
+            net, fields = SAVED.load(directory, RefinerConfig, new_refiner, SavedFields,
+                                     _check_blocks)  # fmt: skip
             codec = Codec.from_pretrained(directory / CODEC_FOLDER)
-            settings = {k: meta[k] for k in ("window_seconds", "overlap_seconds", "crossfade")}
-            return cls(net, codec, **{**settings, **kwargs})
+            return cls(net, codec, **{**dataclasses.asdict(fields), **kwargs})
         if is_workdir(directory):
             build = lambda c: new_refiner(from_dict(RefinerConfig, c["model"]))  # noqa: E731
             experiment, net = load_workdir_model(directory, build, ("net",))

@@ -80,6 +80,8 @@ from diffusion.refiner.resample import rate_ratio, resample, resampled_length
 from diffusion.refiner.spectral import SpectralConfig, analyze, synthesize
 from diffusion.samplers import SamplerConfig, make_denoiser, sample
 from diffusion.schedules import Schedule, ScheduleConfig
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
 from mgcore.rows import Linear
 
 
@@ -98,6 +100,12 @@ class CoarseConfig:
     hop_length: int = 320
     dim: int = 64
     codebooks: int = 2
+
+    def __post_init__(self):
+        within(self, "sample_rate", 4000, 384000)
+        within(self, "hop_length", 1, 65536)
+        within(self, "dim", 1, 8192)
+        within(self, "codebooks", 1, 128)
 
     @property
     def frame_rate(self) -> float:
@@ -158,14 +166,22 @@ class RefinerConfig:
     crossover_hz: float = 1000.0
 
     def __post_init__(self):
+        # Sizes and values in sane bounds, so a saved refiner.json or a --set is refused
+        # before a network is built (the spectral, schedule and sampler sections check
+        # their own).
         if self.channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2, got {self.channels}")
-        if not 0.0 <= self.condition_dropout < 1.0:
-            raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}")
-        if not 0.0 <= self.keep_below_hz < self.sample_rate / 2:
-            raise ValueError(
-                f"keep_below_hz must be in [0, {self.sample_rate / 2:g}), got {self.keep_below_hz}"
-            )
+            raise ConfigError(f"channels must be 1 or 2, got {self.channels}")
+        for field, low, high in (("sample_rate", 4000, 384000), ("width", 1, 16384),
+                                 ("depth", 1, 64), ("kernel_size", 1, 255),
+                                 ("mlp_ratio", 1, 64), ("noise_dim", 2, 16384)):  # fmt: skip
+            within(self, field, low, high)
+        within(self, "data_scale", 0.0, 1e6, low_open=True)
+        within(self, "min_snr_gamma", 0.0, 1e6, low_open=True, optional=True)
+        within(self, "condition_dropout", 0.0, 1.0, high_open=True)
+        within(self, "keep_below_hz", 0.0, self.sample_rate / 2, high_open=True)
+        within(self, "crossover_hz", 0.0, self.sample_rate)
+        if self.noise_dim % 2:
+            raise ConfigError(f"RefinerConfig.noise_dim must be even, got {self.noise_dim}")
 
     def band_mask(self) -> np.ndarray:
         """Per-feature weight `[S]` of the residual: 0 below the crossover, 1 above, a

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from mgcore import dsp
+from mgcore.bounds import within
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,12 @@ class SpectralConfig:
     hop_length: int = 256
     alpha: float = 0.5
     beta: float = 0.33
+
+    def __post_init__(self):
+        within(self, "n_fft", 16, 65536)
+        within(self, "hop_length", 1, self.n_fft)
+        within(self, "alpha", 0.0, 4.0, low_open=True)
+        within(self, "beta", 0.0, 1e3, low_open=True)
 
     @property
     def bins(self) -> int:

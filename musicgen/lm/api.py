@@ -9,8 +9,10 @@
 A `LanguageModel` holds the decoder, its text conditioner and its context window (the
 training length); generation longer than the window slides it by MusicGen's ratio of
 18 s in 30 s (`sampling.generate_codes`). `save_pretrained(dir)` writes `lm.json` and
-`model.safetensors` (`mgcore.weights`); the text encoder is named by its config (the
-installed MiniLM, or a local T5 folder), not copied.
+`model.safetensors` (`mgcore.weights`); the text encoder is named by its config: the
+installed MiniLM (path None) is not copied, an encoder from a folder (a T5, or a MusicGen
+folder's) is copied into the saved folder's `text/` and named relative to it, so a saved
+LM is self-contained and `lm.json` never names a path outside its folder.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from flax import nnx
 from codec.api import Codec, StereoCodec
 from codec.hf_import import is_hf_musicgen_folder
 from mgcore import audio as audio_io
+from mgcore.bounds import within
 from mgcore.config import from_dict, to_dict
 from mgcore.weights import (
     PretrainedError,
     SavedFormat,
     abstract_model,
+    check_count,
     is_workdir,
     load_workdir_model,
 )
@@ -41,10 +45,48 @@ from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
 from musicgen.lm.sampling import SamplingConfig, generate_codes
 from musicgen.lm.token_cache import TokenCache
 from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
+from musicgen.text.files import check_folder, export_encoder, in_folder
 
 SAVED = SavedFormat("musicgen-jax-lm", 1, "lm.json")
 CONFIG_FILE = SAVED.config_file
 STRIDE_FRACTION = 18.0 / 30.0  # MusicGen's extend stride over its 30 s context
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedFields:
+    """What `lm.json` holds beside its `config`: the text encoder, the context window
+    (seconds) and the codec's frame rate, checked as every config is."""
+
+    text: TextConfig
+    window_seconds: float
+    frame_rate: float
+
+    def __post_init__(self):
+        within(self, "window_seconds", 0.0, 3600.0, low_open=True)
+        within(self, "frame_rate", 0.0, 100000.0, low_open=True)
+
+
+def read_saved(directory: str | os.PathLike) -> tuple[LMConfig, SavedFields]:
+    """The config and fields of a `save_pretrained` folder, checked, building nothing: the
+    text encoder's path resolved against the folder (and refused outside it).
+
+    Raises:
+      PretrainedError: one line naming the file and the field at fault.
+    """
+    config, fields = SAVED.read(directory, LMConfig, SavedFields)
+    return config, _resolved(directory, fields)
+
+
+def _check_layers(config: LMConfig, flat: dict, source: str) -> None:
+    check_count(flat, "layers", config.layers, source, "num_layers (or size)")
+
+
+def _resolved(directory: str | os.PathLike, fields: SavedFields) -> SavedFields:
+    where = f"{Path(directory) / CONFIG_FILE} field text.path"
+    text = in_folder(fields.text, directory, where)
+    if text.path is not None:
+        check_folder(text.path, f"{where}: the {text.kind} text encoder")
+    return dataclasses.replace(fields, text=text)
 
 
 def new_lm(config: LMConfig) -> MusicGenLM:
@@ -202,9 +244,12 @@ class LanguageModel:
     # -- files ------------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Writes `lm.json` and `model.safetensors` into `directory`."""
+        """Writes `lm.json` and `model.safetensors` into `directory` (and `text/`, the
+        text encoder's files, when its config names a folder)."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        text = export_encoder(self.text_config, directory)
         return SAVED.save(directory, nnx.state(self.model), self.config,
-                          text=to_dict(self.text_config), window_seconds=self.window_seconds,
+                          text=to_dict(text), window_seconds=self.window_seconds,
                           frame_rate=self.frame_rate)  # fmt: skip
 
     @classmethod
@@ -218,9 +263,9 @@ class LanguageModel:
         if is_hf_musicgen_folder(directory):
             return _from_hf(hf_import.read_hf_musicgen(directory, with_codec=False))
         if SAVED.holds(directory):
-            model, meta = SAVED.load(directory, LMConfig, new_lm)
-            text = from_dict(TextConfig, meta["text"])
-            return cls(model, text, meta["window_seconds"], meta["frame_rate"])
+            model, fields = SAVED.load(directory, LMConfig, new_lm, SavedFields, _check_layers)
+            fields = _resolved(directory, fields)
+            return cls(model, fields.text, fields.window_seconds, fields.frame_rate)
         if is_workdir(directory):
             build = lambda c: new_lm(from_dict(LMConfig, c["model"]))  # noqa: E731
             experiment, model = load_workdir_model(directory, build)

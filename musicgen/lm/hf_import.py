@@ -52,7 +52,16 @@ from flax import nnx
 
 from codec.hf_import import MUSICGEN_TYPE, hf_codec_config, hf_codec_from_state
 from codec.model import CodecModel
-from mgcore.hf import CONFIG_FILE, Tensors, fill, read_config, read_json, read_tensors
+from mgcore.bounds import check_number
+from mgcore.hf import (
+    CONFIG_FILE,
+    Tensors,
+    converting,
+    fill,
+    read_config,
+    read_json,
+    read_tensors,
+)
 from mgcore.weights import PretrainedError
 from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.patterns import PatternConfig
@@ -195,6 +204,7 @@ def lm_from_hf_state(
     text_hidden: int,
     enc_to_dec: tuple[np.ndarray, np.ndarray] | None,
     source: str = "the MusicGen weights",
+    config_source: str = "the decoder's config",
 ) -> MusicGenLM:
     """Our `MusicGenLM` from a `MusicgenDecoderConfig` dict and transformers' tensors.
 
@@ -211,11 +221,13 @@ def lm_from_hf_state(
       enc_to_dec: transformers' `enc_to_dec_proj` (weight [dim, text_hidden], bias [dim]),
         or None where the checkpoint has none (the widths match; identity).
       source: what the tensors came from, for error messages.
+      config_source: where `decoder_config` came from, for error messages.
 
     Raises:
       PretrainedError: an unsupported config, or tensors missing, unused or misshapen.
     """
-    config = lm_config_from_hf(decoder_config, text_hidden)
+    with converting(config_source):
+        config = lm_config_from_hf(decoder_config, text_hidden)
     src = Tensors(tensors, source)
     flat = _convert(config, lambda name: src.take(prefix + name), enc_to_dec)
     # Excused: the other parts' tensors (outside the prefix) and the position table, a
@@ -300,7 +312,10 @@ def _check_start_token(directory: Path, hf: dict, generation: dict, card: int) -
 def _window_seconds(generation: dict[str, Any], frame_rate: float) -> float:
     """The longest generation the checkpoint's generation_config.json allows (30 s)."""
     max_length = generation.get("max_length")
-    return float(max_length) / frame_rate if max_length else DEFAULT_WINDOW_SECONDS
+    if not max_length:
+        return DEFAULT_WINDOW_SECONDS
+    check_number(max_length, 1, 1 << 24, "max_length")
+    return float(max_length) / frame_rate
 
 
 _PARTS = ("text_encoder.", "audio_encoder.", "decoder.", "enc_to_dec_proj.")
@@ -337,10 +352,15 @@ def read_hf_musicgen(directory: str | os.PathLike, with_codec: bool = True) -> H
     hf = _read_musicgen_config(directory)
     generation = _read_generation_config(directory)
     decoder = hf["decoder"]
-    _check_start_token(directory, hf, generation, int(decoder.get("vocab_size", 2048)))
-    codec_config = hf_codec_config(hf["audio_encoder"])
-    channels = int(decoder.get("audio_channels", 1))
-    codebooks = int(decoder.get("num_codebooks", 4))
+    config_file = directory / CONFIG_FILE
+    codec_config = hf_codec_config(hf["audio_encoder"], f"{config_file} audio_encoder")
+    with converting(config_file):
+        _check_start_token(directory, hf, generation, int(decoder.get("vocab_size", 2048)))
+        channels = int(decoder.get("audio_channels", 1))
+        codebooks = int(decoder.get("num_codebooks", 4))
+        text_hidden = _text_hidden(hf["text_encoder"])
+    with converting(directory / GENERATION_CONFIG_FILE):
+        window_seconds = _window_seconds(generation, codec_config.frame_rate)
     if codebooks != channels * codec_config.num_codebooks:
         raise PretrainedError(
             f"the decoder predicts {codebooks} codebooks for {channels} channel(s) but the "
@@ -358,13 +378,15 @@ def read_hf_musicgen(directory: str | os.PathLike, with_codec: bool = True) -> H
         decoder,
         tensors,
         prefix="decoder.",
-        text_hidden=_text_hidden(hf["text_encoder"]),
+        text_hidden=text_hidden,
         enc_to_dec=enc_to_dec,
         source=source,
+        config_source=f"{config_file} decoder",
     )
     encoder = load_t5_encoder_from_state(
-        hf["text_encoder"], tensors, prefix="text_encoder.", source=source
-    )
+        hf["text_encoder"], tensors, prefix="text_encoder.", source=source,
+        config_source=f"{config_file} text_encoder",
+    )  # fmt: skip
     text = TextConfig(kind="t5", path=str(directory.resolve()), max_length=TEXT_MAX_LENGTH)
     conditioner = TextConditioner(
         encoder,
@@ -379,5 +401,5 @@ def read_hf_musicgen(directory: str | os.PathLike, with_codec: bool = True) -> H
         codec = hf_codec_from_state(
             hf["audio_encoder"], tensors, prefix="audio_encoder.", source=source
         )
-    return HFMusicGen(lm, text, conditioner, _window_seconds(generation, frame_rate),
-                      frame_rate, codec, channels)  # fmt: skip
+    return HFMusicGen(lm, text, conditioner, window_seconds, frame_rate, codec,
+                      channels)  # fmt: skip

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
 from mgcore.rows import matmul, on_rows
 from musicgen.lm.attention import dot_product_attention
 from musicgen.lm.patterns import PatternConfig
@@ -88,6 +90,31 @@ class LMConfig:
     weights: Literal["float", "int8"] = "float"
     text_sum: bool = False
     dropout: float = 0.0
+
+    def __post_init__(self):
+        # Bounds well past MusicGen-large (48 layers, 2048 wide, 32 heads), checked
+        # before a model of 100000 layers is traced.
+        if self.size not in SIZES:
+            raise ConfigError(f"LMConfig.size must be one of {list(SIZES)}, got {self.size!r}")
+        within(self, "num_codebooks", 1, 64)
+        within(self, "card", 2, 1 << 20)
+        within(self, "num_layers", 1, 512, optional=True)
+        within(self, "dim", 1, 32768, optional=True)
+        within(self, "num_heads", 1, 1024, optional=True)
+        within(self, "ffn_dim", 1, 262144, optional=True)
+        within(self, "text_dim", 1, 32768)
+        within(self, "norm_eps", 0.0, 1.0, low_open=True)
+        within(self, "dropout", 0.0, 1.0, high_open=True)
+        if self.width % self.heads:
+            raise ConfigError(f"LMConfig: dim {self.width} is not a multiple of {self.heads} heads")
+        delays = self.pattern.delays
+        if self.pattern.kind == "delay" and delays is not None:
+            if len(delays) != self.num_codebooks:
+                raise ConfigError(
+                    f"LMConfig.pattern.delays has {len(delays)} delays for "
+                    f"{self.num_codebooks} codebooks"
+                )
+            within(self, "pattern.delays", 0, 1024)
 
     @property
     def layers(self) -> int:

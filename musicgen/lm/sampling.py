@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mgcore.bounds import Range
 from mgcore.config_types import ConfigError
 from musicgen.lm.model import MusicGenLM
 from musicgen.lm.patterns import Pattern
@@ -55,38 +56,30 @@ class SamplingConfig:
         # Built from the API, pipeline.json and --set alike: one place refuses NaN (which
         # samples token 0 everywhere), inf and out-of-range values, in one line. Numpy
         # scalars become Python numbers (the config is a static, hashed argument of jit).
-        for name, integer, ok, requirement in _RANGES:
+        for name, allowed in SAMPLING.items():
             value = getattr(self, name)
             number = None
             if not isinstance(value, bool | np.bool_):
                 if isinstance(value, numbers.Integral):
                     number = int(value)
-                elif isinstance(value, numbers.Real) and not integer:
+                elif isinstance(value, numbers.Real) and not allowed.integer:
                     number = float(value)
-            if number is None or not ok(number):
-                raise ConfigError(f"sampling {name} must be {requirement}, got {value!r}")
-            object.__setattr__(self, name, number if integer else float(number))
+            if number is None or number not in allowed:
+                raise ConfigError(f"sampling {name} must be {allowed.describe()}, got {value!r}")
+            object.__setattr__(self, name, number if allowed.integer else float(number))
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"sampling dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
 
 
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # an int beyond float's range
-        return False
-
-
-# (field, integer, test, requirement); musicgen.inputs holds the same ranges for the CLI.
-# The upper bounds are far past any use and keep float32 logits from overflowing.
-_RANGES = (
-    ("temperature", False, lambda v: _finite(v) and 0 <= v <= 1e6,
-     "a finite number in [0, 1000000] (0: greedy)"),
-    ("top_k", True, lambda v: 0 <= v <= 2**20, "an integer in [0, 2**20] (0: all)"),
-    ("top_p", False, lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1] (0: off)"),
-    ("cfg_coef", False, lambda v: _finite(v) and 0 < v <= 1e6,
-     "a finite number in (0, 1000000] (1: no guidance)"),
-)  # fmt: skip
+# SamplingConfig's ranges, which the pipeline's and the CLI's arguments share
+# (`musicgen.inputs`). The upper bounds are far past any use and keep float32 logits
+# from overflowing.
+SAMPLING = {
+    "temperature": Range(0, 10**6, note="0: greedy"),
+    "top_k": Range(0, 2**20, integer=True, note="0: all"),
+    "top_p": Range(0, 1, note="0: off"),
+    "cfg_coef": Range(0, 10**6, low_open=True, note="1: no guidance"),
+}
 
 
 def sample_logits(logits_BxKxV, rng, temperature: float, top_k: int, top_p: float):

@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgcore.hf import Tensors, fill, read_config, read_tensors
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
+from mgcore.hf import CONFIG_FILE, Tensors, converting, field, fill, read_config, read_tensors
 from musicgen.text.conditioner import TextEncoderError
 from musicgen.text.files import check_folder, read_tokenizer
 
@@ -61,35 +63,55 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
 
+    def __post_init__(self):
+        for name, low, high in (("vocab_size", 1, 1 << 22), ("hidden_size", 1, 32768),
+                                ("num_layers", 1, 512), ("num_heads", 1, 1024),
+                                ("intermediate_size", 1, 262144),
+                                ("max_position_embeddings", 1, 1 << 20),
+                                ("type_vocab_size", 1, 1024),
+                                ("pad_token_id", 0, self.vocab_size - 1)):  # fmt: skip
+            within(self, name, low, high)
+        within(self, "layer_norm_eps", 0.0, 1.0, low_open=True)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"BertConfig: hidden_size {self.hidden_size} is not a multiple of "
+                f"{self.num_heads} heads"
+            )
+
     @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> BertConfig:
+    def from_hf(cls, hf: dict[str, Any], source: str = "config.json") -> BertConfig:
         """Our config of a `config.json` (model_type "bert", absolute positions, GELU).
 
         Args:
           hf: the `config.json` fields.
+          source: the file, for messages.
+
+        Raises:
+          TextEncoderError: one line naming `source` and the field at fault.
         """
         if hf.get("model_type", "bert") != "bert":
             raise TextEncoderError(
-                f"config.json has model_type {hf.get('model_type')!r}; the minilm encoder "
+                f"{source} has model_type {hf.get('model_type')!r}; the minilm encoder "
                 "loads BERT models only"
             )
-        for field, want in (("hidden_act", "gelu"), ("position_embedding_type", "absolute")):
-            if hf.get(field, want) != want:
-                raise TextEncoderError(f"BERT {field}={hf[field]!r} is not supported; only {want}")
+        for name, want in (("hidden_act", "gelu"), ("position_embedding_type", "absolute")):
+            if hf.get(name, want) != want:
+                raise TextEncoderError(f"BERT {name}={hf[name]!r} is not supported; only {want}")
         d = cls()
-        return cls(
-            vocab_size=int(hf.get("vocab_size", d.vocab_size)),
-            hidden_size=int(hf.get("hidden_size", d.hidden_size)),
-            num_layers=int(hf.get("num_hidden_layers", d.num_layers)),
-            num_heads=int(hf.get("num_attention_heads", d.num_heads)),
-            intermediate_size=int(hf.get("intermediate_size", d.intermediate_size)),
-            max_position_embeddings=int(
-                hf.get("max_position_embeddings", d.max_position_embeddings)
-            ),
-            type_vocab_size=int(hf.get("type_vocab_size", d.type_vocab_size)),
-            layer_norm_eps=float(hf.get("layer_norm_eps", d.layer_norm_eps)),
-            pad_token_id=int(hf.get("pad_token_id") or 0),
-        )
+        with converting(source, TextEncoderError):
+            return cls(
+                vocab_size=field(hf, "vocab_size", int, d.vocab_size),
+                hidden_size=field(hf, "hidden_size", int, d.hidden_size),
+                num_layers=field(hf, "num_hidden_layers", int, d.num_layers),
+                num_heads=field(hf, "num_attention_heads", int, d.num_heads),
+                intermediate_size=field(hf, "intermediate_size", int, d.intermediate_size),
+                max_position_embeddings=field(
+                    hf, "max_position_embeddings", int, d.max_position_embeddings
+                ),
+                type_vocab_size=field(hf, "type_vocab_size", int, d.type_vocab_size),
+                layer_norm_eps=field(hf, "layer_norm_eps", float, d.layer_norm_eps),
+                pad_token_id=field(hf, "pad_token_id", int, 0),
+            )
 
 
 def _linear(d_in: int, d_out: int, rngs: nnx.Rngs) -> nnx.Linear:
@@ -237,7 +259,9 @@ def load_bert_encoder(directory: str | os.PathLike) -> BertEncoder:
         that don't match it.
     """
     directory = check_folder(directory, "the BERT text encoder")
-    config = BertConfig.from_hf(read_config(directory, TextEncoderError))
+    config = BertConfig.from_hf(
+        read_config(directory, TextEncoderError), str(directory / CONFIG_FILE)
+    )
     src = Tensors(
         read_tensors(directory, TextEncoderError),
         f"the BERT weights in {directory}",

@@ -32,6 +32,10 @@ from flax import nnx
 
 from mgcore.weights import PretrainedError
 
+# Bounds of TextConfig: captions of 8192 tokens, 10 million cached captions.
+MAX_LENGTH = 8192
+MAX_CACHE = 10_000_000
+
 
 class TextEncoderError(PretrainedError):
     """A text encoder can't be built or called; the message says what to do.
@@ -59,10 +63,20 @@ class TextConfig:
     cache_size: int = 100_000
 
     def __post_init__(self):
+        if not isinstance(self.kind, str) or not self.kind:
+            raise TextEncoderError(f"TextConfig.kind must be an encoder's name, got {self.kind!r}")
         if self.max_length < 2:
             raise TextEncoderError(f"TextConfig.max_length is {self.max_length}; use 2 or more")
-        if self.cache_size < 0:
-            raise TextEncoderError(f"TextConfig.cache_size is {self.cache_size}; use 0 or more")
+        if self.max_length > MAX_LENGTH:
+            raise TextEncoderError(
+                f"TextConfig.max_length is {self.max_length}; use at most {MAX_LENGTH}"
+            )
+        if not 0 <= self.cache_size <= MAX_CACHE:
+            raise TextEncoderError(
+                f"TextConfig.cache_size is {self.cache_size}; use 0 to {MAX_CACHE}"
+            )
+        if self.path is not None and not (isinstance(self.path, str) and self.path.strip()):
+            raise TextEncoderError(f"TextConfig.path must be a folder or None, got {self.path!r}")
 
 
 class TextEmbedding(NamedTuple):

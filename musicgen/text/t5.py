@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgcore.hf import Tensors, fill, read_config, read_tensors
+from mgcore.bounds import within
+from mgcore.hf import CONFIG_FILE, Tensors, converting, field, fill, read_config, read_tensors
 from musicgen.text.conditioner import TextEncoderError
 from musicgen.text.files import check_folder, read_tokenizer
 
@@ -77,31 +78,50 @@ class T5Config:
             return "gelu_new"
         return self.feed_forward_proj.split("-")[-1]
 
+    def __post_init__(self):
+        for name, low, high in (("vocab_size", 1, 1 << 22), ("d_model", 1, 32768),
+                                ("d_kv", 1, 4096), ("num_heads", 1, 1024),
+                                ("num_layers", 1, 512), ("d_ff", 1, 262144),
+                                ("relative_attention_num_buckets", 2, 4096),
+                                ("relative_attention_max_distance", 1, 1 << 20),
+                                ("pad_token_id", 0, self.vocab_size - 1)):  # fmt: skip
+            within(self, name, low, high)
+        within(self, "layer_norm_epsilon", 0.0, 1.0, low_open=True)
+
     @classmethod
-    def from_hf(cls, hf: dict[str, Any]) -> T5Config:
+    def from_hf(cls, hf: dict[str, Any], source: str = "config.json") -> T5Config:
         """Our config of a T5 `config.json` (model_type "t5" or "mt5").
 
         Args:
           hf: the `config.json` fields.
+          source: the file, for messages.
+
+        Raises:
+          TextEncoderError: one line naming `source` and the field at fault.
         """
+        if not isinstance(hf, dict):
+            raise TextEncoderError(f"{source}: the T5 config is not a JSON object")
         if hf.get("model_type", "t5") not in MODEL_TYPES:
             raise TextEncoderError(
-                f"config.json has model_type {hf.get('model_type')!r}; the t5 encoder loads "
+                f"{source} has model_type {hf.get('model_type')!r}; the t5 encoder loads "
                 f"{MODEL_TYPES} models only"
             )
-        config = cls(
-            vocab_size=int(hf["vocab_size"]),
-            d_model=int(hf["d_model"]),
-            d_kv=int(hf["d_kv"]),
-            num_heads=int(hf["num_heads"]),
-            num_layers=int(hf["num_layers"]),
-            d_ff=int(hf["d_ff"]),
-            feed_forward_proj=str(hf.get("feed_forward_proj", "relu")),
-            relative_attention_num_buckets=int(hf.get("relative_attention_num_buckets", 32)),
-            relative_attention_max_distance=int(hf.get("relative_attention_max_distance", 128)),
-            layer_norm_epsilon=float(hf.get("layer_norm_epsilon", 1e-6)),
-            pad_token_id=int(hf.get("pad_token_id") or 0),
-        )
+        with converting(source, TextEncoderError):
+            config = cls(
+                vocab_size=field(hf, "vocab_size", int),
+                d_model=field(hf, "d_model", int),
+                d_kv=field(hf, "d_kv", int),
+                num_heads=field(hf, "num_heads", int),
+                num_layers=field(hf, "num_layers", int),
+                d_ff=field(hf, "d_ff", int),
+                feed_forward_proj=str(hf.get("feed_forward_proj", "relu")),
+                relative_attention_num_buckets=field(hf, "relative_attention_num_buckets", int, 32),
+                relative_attention_max_distance=field(
+                    hf, "relative_attention_max_distance", int, 128
+                ),
+                layer_norm_epsilon=field(hf, "layer_norm_epsilon", float, 1e-6),
+                pad_token_id=field(hf, "pad_token_id", int, 0),
+            )
         parts = config.feed_forward_proj.split("-")
         if len(parts) > 2 or (len(parts) == 2 and not config.gated):
             raise TextEncoderError(f"feed_forward_proj {config.feed_forward_proj!r} is malformed")
@@ -285,6 +305,7 @@ def load_t5_encoder_from_state(
     *,
     prefix: str = "",
     source: str = "the T5 weights",
+    config_source: str = "config.json",
 ) -> T5Encoder:
     """Our `T5Encoder` from a T5 `config.json` dict and arrays with transformers' names.
 
@@ -296,8 +317,9 @@ def load_t5_encoder_from_state(
       tensors: NumPy arrays by name, e.g. a whole MusicGen state dict.
       prefix: the encoder's name prefix in `tensors` ("text_encoder." for MusicGen).
       source: what the tensors came from, for error messages.
+      config_source: where `hf_config` came from, for error messages.
     """
-    config = T5Config.from_hf(hf_config)
+    config = T5Config.from_hf(hf_config, config_source)
     src = Tensors(tensors, source, TextEncoderError)
     flat = convert_t5_weights(config, src, prefix)
     return fill(lambda: T5Encoder(config, rngs=nnx.Rngs(0)), flat, source, TextEncoderError)
@@ -317,14 +339,16 @@ def load_t5_encoder(directory: str | os.PathLike) -> tuple[T5Encoder, Any]:
     """
     directory = check_folder(directory, "the T5 text encoder")
     hf = read_config(directory, TextEncoderError)
-    prefix = ""
+    prefix, config_source = "", str(directory / CONFIG_FILE)
     if hf.get("model_type") == "musicgen":  # a MusicGen folder: its text_encoder part
         hf, prefix = hf.get("text_encoder") or {}, "text_encoder."
+        config_source += " text_encoder"
     tokenizer = read_tokenizer(directory)
     model = load_t5_encoder_from_state(
         hf,
         read_tensors(directory, TextEncoderError),
         prefix=prefix,
         source=f"the T5 weights in {directory}",
+        config_source=config_source,
     )
     return model, tokenizer

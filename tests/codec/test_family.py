@@ -43,7 +43,8 @@ def test_one_backward_pass_gives_each_side_its_own_gradient(rng):
         got, want = jax.tree.leaves(total[side]), jax.tree.leaves(alone[side])
         assert len(got) > 10
         for g, w in zip(got, want, strict=True):
-            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-9)
+            # float32 sums of the other terms round differently: allow 1e-6 of the largest.
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * float(np.abs(w).max()))
 
     # Each loss moves only its own side: the cross gradients are exactly zero.
     def largest(tree):

@@ -2,11 +2,15 @@
 
 import dataclasses
 import json
+import math
 import pathlib
+import re
 import textwrap
 
+import numpy as np
 import pytest
 
+from mgcore.bounds import check_number, within
 from mgcore.config import (
     ConfigError,
     apply_overrides,
@@ -421,3 +425,48 @@ def test_path_and_float_tuple_overrides():
     config = apply_overrides(Plain(), ["path=/tmp/x", "rates=1,2.5,1e-3"])
     assert config == Plain(rates=(1.0, 2.5, 1e-3), path=pathlib.Path("/tmp/x"))
     assert from_dict(Plain, to_dict(config)) == config
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounded:
+    layers: int = 4
+    rate: float = 0.5
+    widths: tuple[int, ...] = (8, 16)
+    cap: int | None = None
+
+    def __post_init__(self):
+        within(self, "layers", 1, 512)
+        within(self, "rate", 0.0, 1.0, high_open=True)
+        within(self, "widths", 1, 4096)
+        within(self, "cap", 1, 10, optional=True)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value", "message"),
+    [
+        ("layers", "100000", 100000, "Bounded.layers must be in [1, 512], got 100000"),
+        ("layers", "0", 0, "Bounded.layers must be in [1, 512], got 0"),
+        ("rate", "1", 1.0, "Bounded.rate must be in [0, 1), got 1.0"),
+        ("widths", "8,0", [8, 0], "Bounded.widths[1] must be in [1, 4096], got 0"),
+        ("cap", "11", 11, "Bounded.cap must be in [1, 10], got 11"),
+    ],
+)
+def test_range_checks_refuse_an_override_and_a_saved_value_alike(key, text, value, message):
+    """`--set` and a saved JSON file both pass through `__post_init__`: one line each."""
+    with pytest.raises(ConfigError) as excinfo:
+        apply_overrides(Bounded(), [f"{key}={text}"])
+    assert str(excinfo.value) == message
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        from_dict(Bounded, {key: value})
+
+
+def test_check_number_takes_real_numbers_only():
+    check_number(3, 1, 3, "x")
+    check_number(np.int64(2), 1, 3, "x")
+    check_number(10**400, 1, math.inf, "x")  # an int beyond float's range is still compared
+    for value in (True, "3", None, math.inf, -math.inf):
+        with pytest.raises(ConfigError, match=r"^x must be in \[1, 3\], got "):
+            check_number(value, 1, 3, "x")
+    assert apply_overrides(Bounded(), ["cap=none", "cap=3"]).cap == 3
+    with pytest.raises(ConfigError, match=r"^Bounded\.rate must be in \[0, 1\), got nan$"):
+        Bounded(rate=math.nan)

@@ -8,7 +8,16 @@ import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
-from mgcore.hf import Tensors, fill, model_type, read_config, read_json, read_tensors
+from mgcore.hf import (
+    Tensors,
+    converting,
+    field,
+    fill,
+    model_type,
+    read_config,
+    read_json,
+    read_tensors,
+)
 from mgcore.weights import PretrainedError
 
 
@@ -116,3 +125,42 @@ def test_fill_is_fill_model_with_the_hint():
         fill(make, {"kernel": kernel, "bias": np.ones(2, np.float32)}, "w", OtherError)
     with pytest.raises(PretrainedError, match=r"w: 1 weights fill no variable, e\.g\. \['x'\]"):
         fill(make, {"kernel": kernel, "bias": np.ones(3), "x": np.ones(1)}, "w")
+
+
+def test_read_tensors_refuses_non_finite_tensors_and_shards_outside_the_folder(tmp_path):
+    bad = np.array([1.0, np.inf], np.float32)
+    save_file({"a": np.zeros(2, np.float32), "b": bad}, str(tmp_path / "model.safetensors"))
+    message = f"{tmp_path}/model.safetensors: tensor 'b' holds 1 NaN or infinite values of 2"
+    with pytest.raises(OtherError, match=f"^{re.escape(message)}"):
+        read_tensors(tmp_path, OtherError)
+    assert list(read_tensors(tmp_path, keep=lambda name: name == "a")) == ["a"]  # b never read
+
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    index = {"weight_map": {"a": "../model.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(
+        PretrainedError, match=r"weight_map names '\.\./model\.safetensors'.*outside"
+    ):
+        read_tensors(sharded)
+
+
+def test_config_fields_are_typed_and_a_bad_one_is_one_line_naming_the_file():
+    fields = {"layers": 4, "eps": 1e-5, "rate": 16000.0, "flag": True, "name": "x"}
+    assert field(fields, "layers", int) == 4 and field(fields, "eps", float) == 1e-5
+    assert field(fields, "missing", int, 7) == 7
+    for key, kind, message in (
+        ("rate", int, "field 'rate' must be an integer, got 16000.0"),
+        ("flag", int, "field 'flag' must be an integer, got True"),
+        ("name", float, "field 'name' must be a finite number, got 'x'"),
+        ("missing", int, "field 'missing' is missing"),
+    ):
+        with pytest.raises(OtherError, match=f"^hf/config.json: {re.escape(message)}$"):
+            with converting("hf/config.json", OtherError):
+                field(fields, key, kind)
+    with pytest.raises(PretrainedError, match=r"^hf/config\.json lacks the field 'd_model'"):
+        with converting("hf/config.json"):
+            fields["d_model"]
+    with pytest.raises(PretrainedError, match=r"^hf/config\.json: float division by zero$"):
+        with converting("hf/config.json"):
+            1.0 / fields["layers"] / 0

@@ -2,16 +2,31 @@
 kept) of the whole model or of one part, exactly as the checkpoint holds them."""
 
 import dataclasses
+import json
+import re
 
 import flax.nnx as nnx
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from mgcore.checkpoint import Checkpointer
 from mgcore.config import save_config
 from mgcore.sharding import MeshConfig, make_mesh
 from mgcore.trainer import TrainConfig, init_state, train
-from mgcore.weights import PretrainedError, SavedFormat, flatten_state, load_workdir_model
+from mgcore.weights import (
+    CHECKSUM_KEY,
+    PretrainedError,
+    SavedFormat,
+    check_count,
+    checksum,
+    flatten_state,
+    inside,
+    load_workdir_model,
+    read_weights,
+    to_float16,
+)
 from tests.fixtures.regression import (
     MLP,
     OPTIMIZER,
@@ -89,3 +104,102 @@ def test_a_saved_folder_round_trips_and_refuses_another_format(tmp_path):
         np.testing.assert_array_equal(flatten_state(nnx.state(loaded))[name], value)
     with pytest.raises(PretrainedError, match="is not a other v1 file"):
         SavedFormat("other", 1, "mlp.json").load(tmp_path, RegressionConfig, _mlp)
+
+
+# ---------------------------------------------------------------------------- checked loads
+@dataclasses.dataclass(frozen=True)
+class _Fields:
+    note: str
+    scale: float = 1.0
+
+
+def _saved_mlp(tmp_path):
+    fmt = SavedFormat("test-mlp", 1, "mlp.json")
+    fmt.save(tmp_path, nnx.state(MLP(8, rngs=nnx.Rngs(3))), RegressionConfig(hidden=8), note="x")
+    return fmt
+
+
+def _make(config):
+    return MLP(config.hidden, rngs=nnx.Rngs(0))
+
+
+def test_a_saved_folders_json_is_typed_and_each_refusal_names_file_and_field(tmp_path):
+    fmt = _saved_mlp(tmp_path)
+    assert fmt.read(tmp_path, RegressionConfig, _Fields) == (
+        RegressionConfig(hidden=8),
+        _Fields("x"),
+    )
+    path = tmp_path / "mlp.json"
+    meta = json.loads(path.read_text())
+    for change, message in (
+        ({"config": {**meta["config"], "hidden": "8"}}, "'config.hidden' wants int"),
+        ({"config": {**meta["config"], "width": 8}}, "unknown config key 'config.width'"),
+        ({"config": [8]}, "section 'config' must be a mapping"),
+        ({"note": None}, "'note' wants str"),
+        ({"extra": 1}, "unknown config key 'extra'"),
+    ):
+        path.write_text(json.dumps({**meta, **change}))
+        with pytest.raises(PretrainedError, match=f"^{re.escape(str(path))}: .*{message}"):
+            fmt.load(tmp_path, RegressionConfig, _make, _Fields)
+    path.write_text("[]")
+    with pytest.raises(PretrainedError, match=r"mlp\.json holds a JSON list, not an object"):
+        fmt.read(tmp_path, RegressionConfig)
+
+
+def test_weights_are_checked_finite_and_against_their_checksum(tmp_path):
+    fmt = _saved_mlp(tmp_path)
+    path = tmp_path / "model.safetensors"
+    flat, metadata = load_file(str(path)), safe_open(str(path), "numpy").metadata()
+    assert metadata[CHECKSUM_KEY] == checksum(flat)
+    assert read_weights(path).keys() == flat.keys()
+
+    changed = {**flat, "out.bias": flat["out.bias"] + 1.0}  # finite, but not what was saved
+    save_file(changed, str(path), metadata=metadata)
+    with pytest.raises(PretrainedError, match=r"model\.safetensors does not match its checksum"):
+        fmt.load(tmp_path, RegressionConfig, _make)
+    save_file(changed, str(path))  # a file without a checksum (saved before they were kept)
+    fmt.load(tmp_path, RegressionConfig, _make)
+
+    broken = {**flat, "hidden.kernel": np.where(np.eye(4, 8) > 0, np.nan, flat["hidden.kernel"])}
+    save_file(broken, str(path))
+    message = "tensor 'hidden.kernel' holds 4 NaN or infinite values of 32"
+    with pytest.raises(PretrainedError, match=re.escape(message)):
+        fmt.load(tmp_path, RegressionConfig, _make)
+
+
+def test_to_float16_renews_the_checksum_and_refuses_what_would_overflow(tmp_path):
+    fmt = _saved_mlp(tmp_path)
+    path = to_float16(tmp_path / "model.safetensors")
+    assert read_weights(path)["out.bias"].dtype == np.float16  # the checksum still holds
+    fmt.load(tmp_path, RegressionConfig, _make)
+    save_file({"big": np.array([1e5], np.float32)}, str(path))
+    with pytest.raises(PretrainedError, match=r"in float16 .*tensor 'big' holds 1 NaN"):
+        to_float16(path)
+
+
+def test_a_path_a_folder_names_stays_inside_it(tmp_path):
+    assert inside(tmp_path, "text", "f") == (tmp_path / "text").resolve()
+    (tmp_path / "link").symlink_to("/etc")
+    for name in ("../x", "/etc", "a/../../x", "link"):
+        with pytest.raises(PretrainedError, match=r"^lm\.json field p names .*outside"):
+            inside(tmp_path, name, "lm.json field p")
+
+
+def test_a_config_is_checked_against_its_weights_before_the_model_is_traced(tmp_path):
+    flat = {"layers.0.w": np.zeros(1), "layers.1.w": np.zeros(1), "head.w": np.zeros(1)}
+    check_count(flat, "layers", 2, "f", "num_layers")
+    with pytest.raises(
+        PretrainedError, match=r"^f holds 2 layers but the config's num_layers is 3"
+    ):
+        check_count(flat, "layers", 3, "f", "num_layers")
+    fmt = _saved_mlp(tmp_path)
+
+    def check(config, weights, source):
+        raise PretrainedError(f"{source} checked first")
+
+    with pytest.raises(PretrainedError, match=r"model\.safetensors checked first"):
+        fmt.load(tmp_path, RegressionConfig, _make, check=check)
+    meta = json.loads((tmp_path / "mlp.json").read_text())
+    (tmp_path / "mlp.json").write_text(json.dumps({**meta, "config": {"hidden": 5}}))
+    with pytest.raises(PretrainedError, match=r"weight hidden\.bias has shape \(8,\)"):
+        fmt.load(tmp_path, RegressionConfig, _make)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mgcore import audio
 from mgcore.weights import PretrainedError
 from musicgen import MusicGen, cli
 
@@ -38,12 +39,38 @@ def test_generate_returns_44k_float32_reproducibly(tiny):
     assert uncond.shape == (2, 1, round(D * RATE))
 
 
-def test_continuation_takes_any_rate_and_channels(tiny, rng):
+def test_continuation_takes_any_rate_and_channels_and_keeps_the_clip(tiny, rng, monkeypatch):
+    """Issue 18: the output's first seconds were the codec's rendering of the clip (SNR
+    -4.5 dB against it); now the clip itself, then an equal-power fade into the new audio."""
+    from musicgen import pipeline
+
     clip = (0.1 * rng.standard_normal((2, 4410))).astype(np.float32)  # 0.2 s stereo, 22.05k
     out = tiny.generate_continuation(clip, 22050, ["more of it"], D, progress=False)
     assert out.shape == (1, 1, round(D * RATE))
+    kept = audio.to_format(clip, 22050, RATE, 1)[0]  # resampled and mixed to the output's
+    np.testing.assert_allclose(out[0, :, :6000], kept[:, :6000], rtol=0, atol=1e-6)
     none = tiny.generate_continuation(clip[:1], 22050, None, D, refine=False, progress=False)
     assert none.shape == (1, 1, round(D * RATE))
+
+    seen, real = {}, pipeline.keep_clip
+
+    def spy(generated, clip, fade):
+        seen["generated"] = generated
+        return real(generated, clip, fade)
+
+    monkeypatch.setattr(pipeline, "keep_clip", spy)
+    t = np.arange(round(0.2 * RATE)) / RATE
+    clip = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]  # 0.2 s at 44.1 kHz
+    out = tiny.generate_continuation(clip, RATE, ["more"], D, progress=False)
+    assert out.shape == (1, 1, round(D * RATE))  # duration in all, the clip included
+    n = clip.shape[-1]
+    fade = round(pipeline.CROSSFADE_SECONDS * RATE)
+    np.testing.assert_allclose(out[0, :, : n - fade], clip[:, : n - fade], rtol=0, atol=1e-6)
+    fade_in, fade_out = pipeline.crossfade_gains(fade)
+    generated = seen["generated"]
+    want = clip[:, n - fade :] * fade_out + generated[0, :, n - fade : n] * fade_in
+    np.testing.assert_allclose(out[0, :, n - fade : n], want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out[..., n:], generated[..., n:])
 
 
 def test_save_and_load_give_the_same_audio(tiny, saved):
@@ -68,17 +95,17 @@ def test_save_and_load_give_the_same_audio(tiny, saved):
         (lambda m: m.generate([""], 0.5), ValueError, "prompt is empty"),
         (lambda m: m.generate([3], 0.5), TypeError, "prompts must be strings"),
         (lambda m: m.generate([], 0.5), ValueError, "at least one prompt"),
-        (lambda m: m.generate(["x"], 0), ValueError, r"duration must be in \(0, 2\]"),
+        (lambda m: m.generate(["x"], 0), ValueError, r"duration must be .* in \(0, 2\]"),
         (lambda m: m.generate(["x"], 5.0), ValueError, "max_duration"),
-        (lambda m: m.generate(["x"], "5"), TypeError, "number of seconds"),
+        (lambda m: m.generate(["x"], "5"), TypeError, r"seconds .*got '5'"),
         (lambda m: m.generate(["x"], 0.5, top_p=2.0), ValueError, "top_p"),
-        (lambda m: m.generate_unconditional(0, 0.5), ValueError, "positive number"),
+        (lambda m: m.generate_unconditional(0, 0.5), ValueError, r"number of clips\) must be"),
         (lambda m: m.generate_continuation(np.zeros((3, 800), np.float32), 16000, None, 1.0),
          ValueError, "1 or 2 channels"),
         (lambda m: m.generate_continuation(np.zeros((1, 800), np.int16), 16000, None, 1.0),
          TypeError, "float samples"),
         (lambda m: m.generate_continuation(np.zeros((1, 800), np.float32), 1000, None, 1.0),
-         ValueError, "outside 4000..384000"),
+         ValueError, r"sample_rate must be an integer in \[4000, 384000\] Hz"),
         (lambda m: m.generate_continuation(np.zeros((1, 16000), np.float32), 16000, None, 0.5),
          ValueError, "must exceed the clip"),
         (lambda m: m.generate_continuation(np.zeros((1, 800), np.float32), 16000, ["a", "b"], 1.),
@@ -135,3 +162,20 @@ def test_cli_bad_arguments_exit_with_one_line(saved, argv, status, message, caps
         code = exit.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == status and len(err) == 1 and message in err[0], err
+
+
+def test_keep_clip_keeps_the_clip_and_fades_at_equal_power():
+    from musicgen.pipeline import crossfade_gains, keep_clip
+
+    fade_in, fade_out = crossfade_gains(64)
+    np.testing.assert_allclose(fade_in**2 + fade_out**2, 1.0, atol=1e-6)  # equal power
+    assert (np.diff(fade_in) > 0).all() and (np.diff(fade_out) < 0).all()
+    np.testing.assert_allclose(fade_in, fade_out[::-1], atol=1e-6)
+    generated, clip = np.ones((2, 1, 1000), np.float32), np.zeros((2, 1, 300), np.float32)
+    out = keep_clip(generated, clip, 64)
+    assert out.shape == generated.shape and (out[..., :236] == 0).all()
+    np.testing.assert_allclose(out[0, 0, 236:300], fade_in)  # the new part fades in
+    assert (out[..., 300:] == 1).all()
+    out = keep_clip(np.zeros_like(generated), np.ones_like(clip[..., :40]), 64)
+    np.testing.assert_allclose(out[0, 0, 20:40], crossfade_gains(20)[1])  # half a short clip
+    assert (out[..., :20] == 1).all() and (out[..., 40:] == 0).all()

@@ -30,6 +30,8 @@ import numpy as np
 from flax import nnx
 
 from mgcore import dsp
+from mgcore.bounds import within
+from mgcore.config_types import ConfigError
 from mgcore.data.manifest import iter_manifest
 from mgcore.rows import Linear
 from mgcore.weights import PretrainedError
@@ -37,6 +39,21 @@ from musicgen.lm.attention import dot_product_attention
 from musicgen.text import TextConditioner
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on exp(logit_scale)
+
+
+# (field, low, high) of JudgeConfig's sizes and values.
+_RANGES = (
+    ("sample_rate", 4000, 384000),
+    ("n_fft", 16, 65536),
+    ("stem_channels", 1, 4096),
+    ("width", 1, 16384),
+    ("depth", 1, 32),
+    ("heads", 1, 1024),
+    ("kernel_size", 1, 255),
+    ("mlp_ratio", 1, 64),
+    ("embed_dim", 1, 16384),
+    ("text_dim", 1, 32768),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +88,18 @@ class JudgeConfig:
     text_dim: int = 384
     instruments: tuple[str, ...] = ()
     temperature: float = 0.07
+
+    def __post_init__(self):
+        for field, low, high in _RANGES:
+            within(self, field, low, high)
+        within(self, "hop_length", 1, self.n_fft)
+        within(self, "n_mels", 1, self.n_fft // 2 + 1)
+        within(self, "window_seconds", 0.0, 600.0, low_open=True)
+        within(self, "temperature", 0.0, 100.0, low_open=True)
+        if len(self.stem_channels) > 8:
+            raise ConfigError(f"JudgeConfig.stem_channels has {len(self.stem_channels)} > 8 convs")
+        if self.width % self.heads:
+            raise ConfigError(f"JudgeConfig: width {self.width} is not a multiple of {self.heads}")
 
     @property
     def window_samples(self) -> int:
