@@ -16,6 +16,7 @@ encoder) and `model.safetensors` (`mgcore.weights`); the text encoder is named, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from musicgen.evaluation.judge.model import (
     with_vocabulary,
 )
 from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
+from musicgen.text.files import export_encoder, in_folder
 
 SAVED = SavedFormat("musicgen-jax-judge", 1, "judge.json")
 CONFIG_FILE = SAVED.config_file
@@ -67,6 +69,13 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
     if len(x) >= rows:
         return x
     return np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)])
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedFields:
+    """What `judge.json` holds beside its `config`: the text encoder."""
+
+    text: TextConfig
 
 
 class Judge:
@@ -192,9 +201,12 @@ class Judge:
 
     # -- files --------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Writes `judge.json` and `model.safetensors` into `directory`."""
+        """Writes `judge.json` and `model.safetensors` into `directory` (and `text/`, the
+        text encoder's files, when its config names a folder)."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        text = export_encoder(self.text_config, directory)
         return SAVED.save(directory, nnx.state(self.model), self.config,
-                          text=to_dict(self.text_config))  # fmt: skip
+                          text=to_dict(text))  # fmt: skip
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> Judge:
@@ -202,8 +214,10 @@ class Judge:
         (its latest checkpoint, EMA weights where kept). `kwargs` go to `Judge`."""
         directory = Path(directory)
         if SAVED.holds(directory):
-            model, meta = SAVED.load(directory, JudgeConfig, new_judge)
-            text = from_dict(TextConfig, meta["text"])
+            _, fields = SAVED.read(directory, JudgeConfig, SavedFields)  # checked first
+            where = f"{directory / CONFIG_FILE} field text.path"
+            text = in_folder(fields.text, directory, where)
+            model, _ = SAVED.load(directory, JudgeConfig, new_judge, SavedFields)
         elif is_workdir(directory):
             build = lambda c: new_judge(  # noqa: E731
                 with_vocabulary(from_dict(JudgeConfig, c["model"]), c["data"]["manifest"])

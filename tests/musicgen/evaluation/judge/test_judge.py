@@ -147,6 +147,12 @@ def test_saved_judge_embeds_exactly_as_the_workdirs(judge, embedded_manifest, tm
     (saved / "judge.json").write_text(json.dumps(meta))
     with pytest.raises(PretrainedError, match="vocabulary"):
         Judge.from_pretrained(saved)
+    # A text encoder path is resolved inside the folder, never outside it.
+    meta["text"] = {"kind": "t5", "path": "../../../../etc"}
+    (saved / "judge.json").write_text(json.dumps(meta))
+    with pytest.raises(PretrainedError, match="field text.path names '../../../../etc', "
+                       "which is outside"):  # fmt: skip
+        Judge.from_pretrained(saved)
 
 
 def test_evaluate_judge_reports_scores_with_chance_levels(judge, embedded_manifest):
