@@ -52,6 +52,8 @@ from flax import nnx
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from mgcore.config_types import ConfigError
+
 MeshAxes = str | tuple[str, ...] | None
 Rules = tuple[tuple[str, MeshAxes], ...]
 
@@ -91,19 +93,20 @@ class MeshConfig:
 def _mesh_shape(config: MeshConfig, n_devices: int) -> tuple[int, int, int]:
     sizes = [config.data, config.fsdp, config.tensor]
     if sum(s == -1 for s in sizes) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh sizes must be positive with at most one -1, got {sizes}")
+        raise ConfigError(f"mesh sizes must be positive with at most one -1, got {sizes}")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if n_devices % known:
-            raise ValueError(
+            raise ConfigError(
                 f"mesh data={config.data} fsdp={config.fsdp} tensor={config.tensor} "
                 f"does not divide {n_devices} devices"
             )
         sizes[sizes.index(-1)] = n_devices // known
     if math.prod(sizes) != n_devices:
-        raise ValueError(
+        raise ConfigError(
             f"mesh data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]} needs "
-            f"{math.prod(sizes)} devices, but there are {n_devices}"
+            f"{math.prod(sizes)} devices, but there are {n_devices}; set mesh.data=-1 to use "
+            "them all"
         )
     return sizes[0], sizes[1], sizes[2]
 

@@ -37,11 +37,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optax.transforms._masking import MaskedNode as _MaskedNode
 from tqdm.auto import tqdm
 
+from mgcore.bounds import within
 from mgcore.checkpoint import Checkpointer, PreemptionGuard
 from mgcore.config_types import ConfigError
 from mgcore.data.config import debug_data
 from mgcore.metrics import MetricsWriter, Throughput
-from mgcore.optim import OptimizerConfig, ema_update, make_optimizer, make_schedule
+from mgcore.optim import MAX_STEPS, OptimizerConfig, ema_update, make_optimizer, make_schedule
 from mgcore.sharding import (
     DEFAULT_RULES,
     MeshConfig,
@@ -79,11 +80,10 @@ class TrainConfig:
     wandb: Literal["offline", "online", "disabled"] = "offline"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "log_every", "save_every", "keep"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train {name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            raise ConfigError(f"train eval_every must be >= 0 (0: never), got {self.eval_every}")
+        for name in ("steps", "log_every", "save_every"):
+            within(self, name, 1, MAX_STEPS, high_open=True)
+        within(self, "eval_every", 0, MAX_STEPS, high_open=True)  # 0: never
+        within(self, "keep", 1, 1000)
 
 
 # What every `:debug` recipe trains for: seconds, with a save, a resume point and an eval.
@@ -339,6 +339,9 @@ def train(
     )  # fmt: skip
     evaluate = getattr(family, "evaluate", None)
     total = train_config.steps * optimizer.grad_accumulation
+    if total >= MAX_STEPS:
+        raise ConfigError(f"train.steps x optimizer.grad_accumulation is {total} micro-steps, "
+                          f"more than the int32 step counter holds (2**31)")  # fmt: skip
     pending, last, stopped_by = None, {}, None
     # Closed in reverse order on any exit (NonFiniteError too): the progress bar, the
     # metrics (and wandb), then the checkpointer, which first finishes an async save.

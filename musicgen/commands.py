@@ -323,6 +323,10 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
+    try:
+        inputs.output_folder(Path(args.out).parent)  # before loading anything
+    except inputs.BadArgument as err:
+        raise UsageError(f"--out {args.out}: {err}") from None
     refiner = Refiner.from_pretrained(args.refiner) if args.refiner else None
     mg = MusicGen(
         LanguageModel.from_pretrained(args.lm),

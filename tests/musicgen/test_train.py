@@ -63,13 +63,19 @@ def test_debug_experiment_trains_writes_config_metrics_checkpoints_then_resumes(
     [
         (["--set", "train.stepz=3"], "train.stepz"),
         (["--set", "train.steps=1.5"], "train.steps"),
-        (["--set", "train.steps=0"], "train steps must be >= 1, got 0"),
-        (["--set", "train.steps=-5"], "train steps must be >= 1, got -5"),
-        (["--set", "optimizer.learning_rate=-1e-3"], "learning_rate must be a finite number > 0"),
+        (["--set", "train.steps=0"], "TrainConfig.steps must be in [1, 2**31), got 0"),
+        (["--set", "train.steps=-5"], "TrainConfig.steps must be in [1, 2**31), got -5"),
+        # 1e20 steps would run until killed (the step counter is int32): refused at once
+        (["--set", "train.steps=99999999999999999999"], "TrainConfig.steps must be in [1, 2**31)"),
+        (
+            ["--set", "optimizer.learning_rate=-1e-3"],
+            "OptimizerConfig.learning_rate must be in (0, 1000], got -0.001",
+        ),
         (
             ["--set", "optimizer.learning_rate=nan"],
             "'optimizer.learning_rate' wants a finite number",
         ),
+        (["--set", "mesh.data=1000"], "needs 1000 devices, but there are"),
         (["--config", "experiments/nope.py"], "nope.py"),
         (["--config", f"{EXPERIMENT}:bogus"], "bogus"),
     ],
