@@ -168,6 +168,11 @@ def run(
       workdir: the run's folder (config.json, checkpoints/, metrics.jsonl, wandb/).
       overrides: "a.b=value" strings, type-checked against the config.
       progress: show a progress bar.
+
+    Raises:
+      mgcore.trainer.Preempted: stopped by SIGTERM/SIGINT after saving (run again to
+        resume; `musicgen train` exits 75).
+      WorkdirError, CheckpointError, ConfigError, NonFiniteError: one-line failures.
     """
     distributed.initialize()
     use_compilation_cache()
