@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import types
 import warnings
@@ -99,6 +100,7 @@ class Checkpointer:
         # are not logged: the error reaches the caller, as one line (`CheckpointError`).
         self._quiet = _DropReraisedErrors()
         logging.getLogger("absl").addFilter(self._quiet)
+        _quiet_abandoned_work()
         try:
             self._manager = ocp.CheckpointManager(
                 epath.Path(self.directory), item_names=(_STATE, _EXTRA), options=options
@@ -315,6 +317,33 @@ class _DropReraisedErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno >= logging.ERROR and (record.exc_info or self.every)
                     and "orbax" in record.pathname)  # fmt: skip
+
+
+class _DropUnretrieved(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("exception was never retrieved" in message
+                    and ("orbax" in message or "_GatheringFuture" in message))  # fmt: skip
+
+
+def _quiet_abandoned_work() -> None:
+    """Silences the echoes of a failed save or restore, which come from orbax's threads
+    as soon as it fails, before the error reaches the caller: orbax's abandoned asyncio
+    tasks report the error again when collected, and tensorstore's late callbacks find
+    their event loop closed (an 'Exception ignored' traceback each). The error itself
+    reaches the caller as one line (`CheckpointError`). Installed once per process."""
+    if getattr(sys.unraisablehook, "_musicgen_quiet", False):
+        return
+    logging.getLogger("asyncio").addFilter(_DropUnretrieved())
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and str(unraisable.exc_value) == "Event loop is closed"):  # fmt: skip
+            previous(unraisable)
+
+    hook._musicgen_quiet = True
+    sys.unraisablehook = hook
 
 
 def _release_waiting_threads() -> None:
