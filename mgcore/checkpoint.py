@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import types
 import warnings
 from collections.abc import Callable
@@ -320,10 +321,17 @@ class _DropReraisedErrors(logging.Filter):
 
 
 class _DropUnretrieved(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" records of orbax's work."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("exception was never retrieved" in message
-                    and ("orbax" in message or "_GatheringFuture" in message))  # fmt: skip
+        if "exception was never retrieved" not in message:
+            return True
+        if "orbax" in message or "_GatheringFuture" in message:
+            return False
+        tb = record.exc_info[2] if record.exc_info else None
+        files = [frame.filename for frame in traceback.extract_tb(tb)] if tb else []
+        return not any("orbax" in f or "etils" in f for f in files)
 
 
 def _quiet_abandoned_work() -> None:
