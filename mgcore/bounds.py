@@ -21,9 +21,11 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from mgcore.config_types import ConfigError
 
-__all__ = ["Range", "check_number", "within"]
+__all__ = ["Range", "as_number", "check_number", "within"]
 
 
 def _bound(value) -> str:
@@ -79,6 +81,27 @@ class Range:
         if self.unit:
             text += f" {self.unit}"
         return text + (f" ({self.note})" if self.note else "")
+
+
+def as_number(value) -> int | float | None:
+    """A Python int or float for a Python or numpy number or a 0-d array (not a bool), else
+    None: what a range check compares, and what a frozen config stores (hashable)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Integral):  # int and numpy integers
+        return int(value)
+    if isinstance(value, numbers.Real):  # float and numpy floats
+        return float(value)
+    if getattr(value, "shape", None) == () and hasattr(value, "dtype"):  # 0-d arrays, tensors
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        if array.dtype.kind in "iu":
+            return int(array)
+        if array.dtype.kind == "f":
+            return float(array)
+    return None
 
 
 def check_number(

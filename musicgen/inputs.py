@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import math
-import numbers
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgcore.bounds import Range
+from mgcore.bounds import Range, as_number
 from musicgen.lm.sampling import SAMPLING
 
 
@@ -56,26 +55,6 @@ CLIPS = Range(1, 1024, integer=True)  # generate_unconditional's n: one batch
 MAX_DURATION = Range(0, 3600, low_open=True, unit="seconds")  # as pipeline.json's
 
 
-def _scalar(value):
-    """A Python int or float for a Python/numpy number or 0-d array (not bool), else None."""
-    if isinstance(value, bool | np.bool_):
-        return None
-    if isinstance(value, numbers.Integral):  # int and numpy integers
-        return int(value)
-    if isinstance(value, numbers.Real):  # float and numpy floats
-        return float(value)
-    if getattr(value, "shape", None) == () and hasattr(value, "dtype"):  # 0-d arrays, tensors
-        try:
-            array = np.asarray(value)
-        except (TypeError, ValueError, RuntimeError):
-            return None
-        if array.dtype.kind in "iu":
-            return int(array)
-        if array.dtype.kind == "f":
-            return float(array)
-    return None
-
-
 def number(value, name: str, allowed: Range, hint: str = "") -> int | float:
     """`value` as a Python int (`allowed.integer`) or float, checked to lie in `allowed`.
 
@@ -89,7 +68,7 @@ def number(value, name: str, allowed: Range, hint: str = "") -> int | float:
       BadArgumentType: not a number, or not a whole number where one is needed.
       BadArgument: NaN, infinite or outside the range.
     """
-    v = _scalar(value)
+    v = as_number(value)
     message = f"{name} must be {allowed.describe()}, got {show(value)}" + (
         f"; {hint}" if hint else ""
     )

@@ -263,8 +263,8 @@ class LanguageModel:
         if is_hf_musicgen_folder(directory):
             return _from_hf(hf_import.read_hf_musicgen(directory, with_codec=False))
         if SAVED.holds(directory):
-            model, fields = SAVED.load(directory, LMConfig, new_lm, SavedFields, _check_layers)
-            fields = _resolved(directory, fields)
+            _, fields = read_saved(directory)  # the text encoder's path too, before building
+            model, _ = SAVED.load(directory, LMConfig, new_lm, SavedFields, _check_layers)
             return cls(model, fields.text, fields.window_seconds, fields.frame_rate)
         if is_workdir(directory):
             build = lambda c: new_lm(from_dict(LMConfig, c["model"]))  # noqa: E731

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 from collections.abc import Callable
 
 import jax
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgcore.bounds import Range
+from mgcore.bounds import Range, as_number
 from mgcore.config_types import ConfigError
 from musicgen.lm.model import MusicGenLM
 from musicgen.lm.patterns import Pattern
@@ -58,12 +57,9 @@ class SamplingConfig:
         # scalars become Python numbers (the config is a static, hashed argument of jit).
         for name, allowed in SAMPLING.items():
             value = getattr(self, name)
-            number = None
-            if not isinstance(value, bool | np.bool_):
-                if isinstance(value, numbers.Integral):
-                    number = int(value)
-                elif isinstance(value, numbers.Real) and not allowed.integer:
-                    number = float(value)
+            number = as_number(value)
+            if allowed.integer and not isinstance(number, int):
+                number = None
             if number is None or number not in allowed:
                 raise ConfigError(f"sampling {name} must be {allowed.describe()}, got {value!r}")
             object.__setattr__(self, name, number if allowed.integer else float(number))
