@@ -7,7 +7,12 @@ multi-resolution STFT distance (`mgcore.audio_metrics`). Measured against the
 original at 44.1 kHz, after resampling the decoding with soxr: the log-spectral
 distance above 8 kHz, the band a low-rate codec cannot carry (the refiner's job).
 Codebook utilisation over the whole split: each codebook's perplexity and the share
-of its entries used at least once.
+of its entries used at least once. Speed: encoding and decoding (all codebooks) in
+seconds of audio per second on this machine, the first clip (compilation) left out.
+
+What a listener notices (key, tempo, instruments, CLAP) is measured in the app layer:
+`musicgen.evaluation.codec_music` passes `listen`, which receives every real clip and
+every decoding at 44.1 kHz.
 
 All numbers are in-domain (the embedded dataset unless another manifest is given) and
 are not comparable to figures on other test sets.
@@ -18,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +52,9 @@ class CodecReport:
     per_codebooks: dict[int, dict[str, float]]  # k -> metric -> mean over clips
     perplexity: list[float]  # per codebook, over the split
     used_fraction: list[float]  # per codebook: share of entries used at least once
+    encode_x_realtime: float | None = None  # audio seconds encoded per second
+    decode_x_realtime: float | None = None  # audio seconds decoded (all codebooks) per second
+    music: dict[str, dict] | None = None  # row name -> the listener's metrics (app layer)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -71,6 +81,12 @@ class CodecReport:
         ]
         for i, (p, u) in enumerate(zip(self.perplexity, self.used_fraction, strict=True)):
             lines.append(f"| {i} | {p:.1f} | {100 * u:.1f} % |")
+        if self.encode_x_realtime is not None:
+            lines += [
+                "",
+                f"Speed on this machine: encoding {self.encode_x_realtime:.0f}x real time, "
+                f"decoding (all codebooks) {self.decode_x_realtime:.0f}x real time.",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -88,6 +104,7 @@ def evaluate_codec(
     seconds: float = 10.0,
     loudness_lufs: float | None = -16.0,
     progress: bool = True,
+    listen: Callable[[dict, int | None, np.ndarray], None] | None = None,
 ) -> CodecReport:
     """Measures a codec on a manifest split (module docstring).
 
@@ -100,6 +117,9 @@ def evaluate_codec(
       seconds: the first this many seconds of each clip.
       loudness_lufs: normalise each clip to this loudness first (None: as it is).
       progress: show a progress bar.
+      listen: called as `listen(entry, None, clip)` with each manifest entry and its
+        (normalised) clip, then `listen(entry, k, decoded)` for each k, both `[C, T]` at
+        44.1 kHz.
     """
     from tqdm.auto import tqdm
 
@@ -117,19 +137,30 @@ def evaluate_codec(
     sums = {k: dict.fromkeys(("si_sdr", "mel_distance", "stft_distance", "lsd_above_8khz"), 0.0)
             for k in ks}  # fmt: skip
     counts = np.zeros((k_all, codec.codebook_size), np.int64)
+    timed = dict.fromkeys(("audio", "encode", "decode"), 0.0)
     for i in tqdm(range(n), disable=not progress, desc="eval codec"):
-        path = index[i]["path"]
+        entry = index[i]
+        path = entry["path"]
         original, _ = audio.load_audio(
             path, sample_rate=REFERENCE_RATE, channels=codec.channels, duration=seconds
         )
         if loudness_lufs is not None:
             original = loudness.normalize_loudness(original, REFERENCE_RATE, loudness_lufs)
             original = np.clip(original, -1.0, 1.0)
+        if listen is not None:
+            listen(entry, None, original)
         wav = audio.resample(original, REFERENCE_RATE, codec.sample_rate)
+        start = time.perf_counter()
         codes = codec.encode(wav)
+        if i > 0:  # the first clip compiles
+            timed["audio"] += wav.shape[-1] / codec.sample_rate
+            timed["encode"] += time.perf_counter() - start
         counts += _codebook_counts(codes, codec.codebook_size)
         for k in ks:
+            start = time.perf_counter()
             decoded = codec.decode(codes[:k], num_samples=wav.shape[-1])
+            if i > 0 and k == k_all:
+                timed["decode"] += time.perf_counter() - start
             m = sums[k]
             m["si_sdr"] += float(audio_metrics.si_sdr(decoded[None], wav[None])[0])
             m["mel_distance"] += float(
@@ -137,6 +168,8 @@ def evaluate_codec(
             )
             m["stft_distance"] += float(audio_metrics.stft_distance(decoded[None], wav[None])[0])
             up = audio.resample(decoded, codec.sample_rate, REFERENCE_RATE)
+            if listen is not None:
+                listen(entry, k, up)
             t = min(up.shape[-1], original.shape[-1])
             m["lsd_above_8khz"] += float(
                 audio_metrics.log_spectral_distance(
@@ -158,6 +191,8 @@ def evaluate_codec(
         per_codebooks=per_k,
         perplexity=[float(x) for x in np.exp(entropy)],
         used_fraction=[float(x) for x in (counts > 0).mean(1)],
+        encode_x_realtime=timed["audio"] / timed["encode"] if timed["encode"] else None,
+        decode_x_realtime=timed["audio"] / timed["decode"] if timed["decode"] else None,
     )
 
 

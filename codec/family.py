@@ -269,13 +269,14 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
         n_residual_layers=1,
         lstm_layers=min(model.seanet.lstm_layers, 1),
     )
+    vocos = dataclasses.replace(model.vocos, dim=16, encoder_depth=1, decoder_depth=1, dimension=16)
     quantizer = dataclasses.replace(
         model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2)
     )
     return debug_experiment(
         config,
         data={"crop_seconds": 0.1},
-        model=dataclasses.replace(model, seanet=seanet, quantizer=quantizer),
+        model=dataclasses.replace(model, seanet=seanet, vocos=vocos, quantizer=quantizer),
         discriminator=DiscriminatorConfig.debug(),
     )
 

@@ -1,10 +1,15 @@
-"""The codec network: SEANet encoder -> residual vector quantiser -> SEANet decoder.
+"""The codec network: encoder -> residual vector quantiser -> decoder.
+
+Two architectures share the quantiser, the losses and the API: "seanet" (EnCodec's and
+DAC's convolutional pair at the sample rate, `codec/seanet.py`; what the published
+weights import into) and "vocos" (an STFT-frame encoder and a Vocos decoder at the frame
+rate, `codec/vocos.py`; what trains well on a CPU, and why is written there).
 
 `CodecConfig` is the whole architecture (what `save_pretrained` writes and an EnCodec or
 DAC import produces); `CodecModel` is the NNX module that the trainer optimises and that
 `codec.api.Codec` wraps for users. Audio inside is channels-last, `wav_BxTxC`.
 
-Lengths: "dac" style networks floor at every strided conv, so the waveform is padded on
+Lengths: "vocos" and "dac" style networks floor at every strided conv, so the waveform is padded on
 the right with zeros to a whole number of frames first (DAC's own preprocessing); the
 "encodec" style pads inside its convs. Either way T samples give
 `config.frames_for(T)` frames, and decoding returns exactly T samples when T is given.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +27,7 @@ from flax import nnx
 
 from codec.quantizer import QuantizerConfig, QuantizerOutput, ResidualVectorQuantizer
 from codec.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from codec.vocos import StftEncoder, VocosConfig, VocosDecoder
 from mgcore.bounds import within
 from mgcore.config_types import ConfigError
 
@@ -63,8 +70,11 @@ class CodecConfig:
 
     Attributes:
       sample_rate: audio rate in Hz.
-      seanet: encoder/decoder; `seanet.dimension` is the latent width.
-      quantizer: residual VQ; `quantizer.dim` must equal `seanet.dimension`.
+      architecture: "seanet" (the encoder/decoder of `seanet`) or "vocos" (of `vocos`);
+        the other section is ignored.
+      seanet: SEANet encoder/decoder; `seanet.dimension` is the latent width.
+      quantizer: residual VQ; `quantizer.dim` must equal the latent width.
+      vocos: STFT-frame encoder and Vocos decoder; `vocos.dimension` is the latent width.
     """
 
     sample_rate: int = 32000
@@ -74,15 +84,18 @@ class CodecConfig:
             kind="ema", num_codebooks=4, codebook_size=2048, dim=128, commitment_weight=1.0
         )
     )
+    architecture: Literal["seanet", "vocos"] = "seanet"
+    vocos: VocosConfig = dataclasses.field(default_factory=VocosConfig)
 
     def __post_init__(self):
         self._check_ranges()
-        if self.quantizer.dim != self.seanet.dimension:
+        section = self.architecture
+        if self.quantizer.dim != self.latent_dim:
             raise ConfigError(
-                f"quantizer.dim {self.quantizer.dim} != seanet.dimension "
-                f"{self.seanet.dimension}; set both to the latent width"
+                f"quantizer.dim {self.quantizer.dim} != {section}.dimension "
+                f"{self.latent_dim}; set both to the latent width"
             )
-        if self.seanet.samples_for(16) != 16 * self.hop_length:
+        if section == "seanet" and self.seanet.samples_for(16) != 16 * self.hop_length:
             raise ConfigError(
                 f"ratios {self.seanet.ratios} decode {self.seanet.samples_for(16)} samples "
                 f"from 16 frames instead of {16 * self.hop_length}; the 'dac' style needs "
@@ -113,11 +126,16 @@ class CodecConfig:
 
     @property
     def channels(self) -> int:
-        return self.seanet.channels
+        return self.vocos.channels if self.architecture == "vocos" else self.seanet.channels
 
     @property
     def hop_length(self) -> int:
-        return self.seanet.hop_length
+        return self.vocos.hop_length if self.architecture == "vocos" else self.seanet.hop_length
+
+    @property
+    def latent_dim(self) -> int:
+        """Width D of the encoder's output and of the quantised latent."""
+        return self.vocos.dimension if self.architecture == "vocos" else self.seanet.dimension
 
     @property
     def frame_rate(self) -> float:
@@ -135,7 +153,7 @@ class CodecConfig:
 
     def frames_for(self, num_samples: int) -> int:
         """Frames that `num_samples` samples encode to."""
-        if self.seanet.style == "dac":
+        if self.architecture == "vocos" or self.seanet.style == "dac":
             return math.ceil(num_samples / self.hop_length)
         return self.seanet.frames_for(num_samples)
 
@@ -150,12 +168,18 @@ class CodecModel(nnx.Module):
 
     def __init__(self, config: CodecConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.encoder = SEANetEncoder(config.seanet, rngs=rngs)
+        if config.architecture == "vocos":
+            self.encoder = StftEncoder(config.vocos, rngs=rngs)
+        else:
+            self.encoder = SEANetEncoder(config.seanet, rngs=rngs)
         self.quantizer = ResidualVectorQuantizer(config.quantizer, rngs=rngs)
-        self.decoder = SEANetDecoder(config.seanet, rngs=rngs)
+        if config.architecture == "vocos":
+            self.decoder = VocosDecoder(config.vocos, rngs=rngs)
+        else:
+            self.decoder = SEANetDecoder(config.seanet, rngs=rngs)
 
     def _pad(self, wav_BxTxC: jax.Array) -> jax.Array:
-        if self.config.seanet.style != "dac":
+        if self.config.architecture == "seanet" and self.config.seanet.style != "dac":
             return wav_BxTxC
         extra = -wav_BxTxC.shape[1] % self.config.hop_length
         return jnp.pad(wav_BxTxC, ((0, 0), (0, extra), (0, 0)))

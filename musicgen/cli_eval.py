@@ -19,7 +19,10 @@ def add_eval_commands(sub) -> None:
         description=(
             "Encodes each clip of the split once and decodes it from the first k codebooks; "
             "reports SI-SDR, multi-scale mel distance, STFT distance, log-spectral distance "
-            "above 8 kHz at 44.1 kHz, and each codebook's utilisation."
+            "above 8 kHz at 44.1 kHz, each codebook's utilisation, encoding and decoding "
+            "speed, and what a listener notices beside the real clips: key and tempo "
+            "against the labels and, with a judge, the captioned instruments heard and the "
+            "CLAP score."
         ),
     )
     codec.add_argument("--checkpoint", required=True, help="codec folder or training workdir")
@@ -34,6 +37,9 @@ def add_eval_commands(sub) -> None:
         type=_positive_int,
         nargs="+",
         help="numbers of codebooks (default 1, 2, 4, .., all)",
+    )
+    codec.add_argument(
+        "--judge", help="judge folder or workdir: instruments and CLAP (default: models/judge)"
     )
     codec.add_argument("--out", help="folder for codec_eval.json and codec_eval.md")
     codec.set_defaults(run="cmd_eval_codec")

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 from codec.api import load_codec
-from codec.eval import evaluate_codec
-from codec.eval import write_report as write_codec_report
 from diffusion.refiner.api import Refiner
 from diffusion.refiner.eval import evaluate_refiner
 from diffusion.refiner.eval import write_report as write_refiner_report
@@ -29,7 +27,11 @@ from mgcore.trainer import EXIT_PREEMPTED, NonFiniteError, Preempted
 from mgcore.weights import PretrainedError
 from musicgen import demo, inputs, train
 from musicgen.cli_types import UsageError
+from musicgen.evaluation.codec_music import evaluate_codec_music
+from musicgen.evaluation.codec_music import markdown as codec_markdown
+from musicgen.evaluation.codec_music import write_report as write_codec_report
 from musicgen.evaluation.generate_eval import evaluate_generation
+from musicgen.evaluation.judge.api import Judge, default_judge
 from musicgen.evaluation.report import markdown
 from musicgen.evaluation.report import write_report as write_generate_report
 from musicgen.evaluation.scoring import GenerateEvalConfig
@@ -159,15 +161,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_codec(args: argparse.Namespace) -> int:
-    report = evaluate_codec(
+    judge = default_judge(args.judge)
+    report = evaluate_codec_music(
         args.checkpoint,
         args.manifest,
+        judge=Judge.from_pretrained(judge) if judge is not None else None,
         split=args.split,
         n_codebooks=tuple(args.codebooks) if args.codebooks else None,
         max_clips=args.clips,
         seconds=args.seconds,
     )
-    print(report.markdown())
+    print(codec_markdown(report))
     if args.out:
         json_path, _ = write_codec_report(report, args.out)
         print(f"written: {json_path} and codec_eval.md")

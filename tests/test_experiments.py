@@ -25,6 +25,7 @@ def test_loads_with_a_debug_variant_that_is_small(path):
     ("name", "sample_rate", "frame_rate", "codebooks", "size", "kbps"),
     [
         ("codec_tiny", 16000, 50.0, 4, 1024, 2.0),
+        ("codec_vocos", 16000, 50.0, 4, 1024, 2.0),  # <= 200 tokens/s and 2.5 kbps
         ("codec_32k", 32000, 50.0, 4, 2048, 2.2),  # MusicGen's EnCodec tokenizer
         ("codec_44k", 44100, 44100 / 512, 9, 1024, 7.752),  # DAC 44.1 kHz
     ],

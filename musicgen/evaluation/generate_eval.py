@@ -19,7 +19,7 @@ from mgcore import audio as audio_io
 from mgcore.config import ConfigError, saved_config_dict, to_dict
 from mgcore.data.manifest import ManifestIndex
 from musicgen.evaluation import scoring
-from musicgen.evaluation.judge.api import Judge
+from musicgen.evaluation.judge.api import Judge, default_judge
 from musicgen.evaluation.judge.eval import evaluate_judge
 from musicgen.evaluation.memorisation import FrameIndex
 from musicgen.evaluation.scoring import REAL_RATE, Clip, GenerateEvalConfig, Scored
@@ -27,7 +27,6 @@ from musicgen.lm.api import LanguageModel
 from musicgen.lm.token_cache import TokenCache
 from musicgen.pipeline import MusicGen
 
-DEFAULT_JUDGE = Path(__file__).resolve().parents[2] / "models" / "judge"  # the committed one
 REFERENCE_CLIPS = 128  # at most this many real clips for the Fréchet distance's reference
 
 
@@ -97,7 +96,7 @@ def evaluate_generation(
         lm = LanguageModel.from_pretrained(checkpoint)
         codec_model = _codec(codec_path, cache)
     judge_model = None
-    judge = judge if judge is not None else (DEFAULT_JUDGE if DEFAULT_JUDGE.is_dir() else None)
+    judge = default_judge(judge)
     if judge is not None:
         judge_model = Judge.from_pretrained(judge)
     frame_index = None

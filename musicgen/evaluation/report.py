@@ -30,7 +30,7 @@ COLUMNS = (  # key, header, format
 )
 
 
-def _cell(row: dict, key: str, kind: str) -> str:
+def cell(row: dict, key: str, kind: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
@@ -58,7 +58,7 @@ def markdown(report: dict) -> str:
         "| --- " * (len(COLUMNS) + 1) + "|",
     ]
     for name, row in report["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(_cell(row, k, f) for k, _, f in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(row, k, f) for k, _, f in COLUMNS) + " |")
     cont = report.get("continuation") or {}
     if cont:
         lines += [
@@ -72,8 +72,8 @@ def markdown(report: dict) -> str:
         for name, row in cont.items():
             if isinstance(row, dict):
                 lines.append(
-                    f"| {name} | {_cell(row, 'tempo_agree', 'share')} "
-                    f"| {_cell(row, 'key_agree', 'share')} |"
+                    f"| {name} | {cell(row, 'tempo_agree', 'share')} "
+                    f"| {cell(row, 'key_agree', 'share')} |"
                 )
     judge = report.get("judge_check")
     if judge:

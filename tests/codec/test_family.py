@@ -54,9 +54,17 @@ def test_one_backward_pass_gives_each_side_its_own_gradient(rng):
     assert largest(gen["discriminator"]) == 0 and largest(disc["generator"]) == 0
 
 
-def test_debug_experiment_trains_resumes_and_loads(tmp_path, manifest, capsys):
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        "experiments/codec_vocos.py:debug",
+        # The same family and trainer as the frame-rate recipe's (85 s on 2 cores).
+        pytest.param(EXPERIMENT, marks=pytest.mark.slow),
+    ],
+)
+def test_debug_experiment_trains_resumes_and_loads(tmp_path, manifest, capsys, experiment):
     work = tmp_path / "w"
-    args = ["train", "--config", EXPERIMENT, "--workdir", str(work), "--no-progress",
+    args = ["train", "--config", experiment, "--workdir", str(work), "--no-progress",
             "--set", f"data.manifest={manifest}"]  # fmt: skip
     assert cli.main(args) == 0
     records = read_metrics(work)

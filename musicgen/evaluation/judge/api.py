@@ -231,3 +231,15 @@ class Judge:
             )
         model.check_vocabulary(str(directory))
         return cls(model, text, **kwargs)
+
+
+# Where `musicgen eval codec` and `eval generate` look when no judge is named.
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "models" / "judge"
+
+
+def default_judge(source: str | os.PathLike | None) -> Path | None:
+    """The judge folder to use: `source` when given, else `models/judge` when a judge was
+    saved there, else None (no instrument, CLAP, FD or KL scores)."""
+    if source is not None:
+        return Path(source)
+    return DEFAULT_DIR if DEFAULT_DIR.is_dir() else None

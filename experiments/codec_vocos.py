@@ -1,0 +1,56 @@
+"""The codec recipe made for CPU training: an STFT-frame encoder and a Vocos decoder.
+
+16 kHz mono, one frame per 320 samples (50 frames a second), 4 codebooks x 1024 (2 kbps,
+200 tokens a second: what `codec_tiny` gives the LM), factorised 8-dim codes with
+quantiser dropout; encoder and decoder are ConvNeXt stacks at the frame rate over a
+1280-point STFT (`codec/vocos.py` says why); MPD + MRD discriminators and DAC's loss
+weights as `codec_tiny`. Chosen over `codec_tiny` at equal compute: see
+`results/codec_vocos/README.md`.
+
+    musicgen train --config experiments/codec_vocos.py --workdir runs/codec_vocos
+    musicgen train --config experiments/codec_vocos.py:debug --workdir /tmp/codec_debug
+"""
+
+import dataclasses
+
+from codec.discriminators import DiscriminatorConfig
+from codec.family import CodecDataConfig, CodecExperiment, CodecLossConfig, debug_variant
+from codec.model import CodecConfig
+from codec.quantizer import QuantizerConfig
+from codec.vocos import VocosConfig
+from mgcore.config import parse_arg
+from mgcore.optim import OptimizerConfig
+from mgcore.trainer import TrainConfig
+
+
+def get_config(arg: str = "") -> CodecExperiment:
+    args = parse_arg(arg, known={"debug"})
+    model = CodecConfig(
+        sample_rate=16000,
+        architecture="vocos",
+        vocos=VocosConfig(
+            hop_length=320, n_fft=1280, dim=256, encoder_depth=4, decoder_depth=8, dimension=64,
+        ),
+        quantizer=QuantizerConfig(
+            kind="factorized", num_codebooks=4, codebook_size=1024, dim=64, codebook_dim=8,
+            commitment_weight=0.25, codebook_weight=1.0, quantizer_dropout=0.5,
+        ),
+    )  # fmt: skip
+    discriminator = DiscriminatorConfig(
+        periods=(2, 3, 5, 7, 11), period_channels=(8, 32, 64, 64),
+        mrd_windows=(1024, 512, 256), mrd_channels=16, peak_normalize=True,
+    )  # fmt: skip
+    optimizer = OptimizerConfig(
+        learning_rate=5e-4, b1=0.8, b2=0.99, weight_decay=0.0, schedule="cosine",
+        warmup_steps=100, end_lr_fraction=0.1, grad_clip_norm=1000.0,
+    )  # fmt: skip
+    config = CodecExperiment(
+        model=model,
+        discriminator=discriminator,
+        loss=CodecLossConfig(adversarial_start=1000),
+        data=CodecDataConfig(crop_seconds=0.5, batch_size=8, eval_clips=4, eval_seconds=4.0),
+        optimizer=optimizer,
+        disc_optimizer=dataclasses.replace(optimizer, grad_clip_norm=10.0),
+        train=TrainConfig(steps=3000, log_every=20, eval_every=500, save_every=200),
+    )
+    return debug_variant(config) if "debug" in args else config
