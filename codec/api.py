@@ -42,7 +42,7 @@ from flax import nnx
 from codec import hf_import
 from codec.model import CodecConfig, CodecModel
 from codec.quantizer import QuantizerConfig
-from codec.seanet import SEANetConfig
+from codec.vocos import VocosConfig
 from mgcore.config import from_dict
 from mgcore.weights import NoFields, PretrainedError, SavedFormat, is_workdir, load_workdir_model
 
@@ -270,16 +270,17 @@ def _new_model(config: CodecConfig) -> CodecModel:
 
 @functools.cache
 def random_codec() -> Codec:
-    """A small random 16 kHz codec (4 codebooks x 64), always the same one: the tokenizer
-    of the `:debug` recipes and tests, which must not need a trained codec.
+    """A small random 16 kHz codec (4 codebooks x 64 at 50 Hz, the frame-rate architecture
+    of `experiments/codec_vocos.py`), always the same one: the tokenizer of the `:debug`
+    recipes and tests, which must not need a trained codec.
 
-    Building it compiles many small programs eagerly (about 10 s), so a process builds it
-    once and every caller shares it (none may change its weights).
+    A process builds it once and every caller shares it (none may change its weights).
     """
     config = CodecConfig(
         sample_rate=16000,
-        seanet=SEANetConfig.dac(
-            n_filters=4, ratios=(2, 4, 4, 10), dimension=16, decoder_dim=16, n_residual_layers=1
+        architecture="vocos",
+        vocos=VocosConfig(
+            hop_length=320, n_fft=1280, dim=16, encoder_depth=1, decoder_depth=1, dimension=16
         ),
         quantizer=QuantizerConfig(
             kind="factorized", num_codebooks=4, codebook_size=64, dim=16, codebook_dim=8

@@ -222,8 +222,10 @@ def test_compare_gives_original_baseline_and_refined(codec, rng):
     scores = result.scores()
     assert set(scores) == {f"{m}_{r}" for m in ("mel", "lsd_high")
                            for r in ("baseline", "refined_1", "refined_2")}  # fmt: skip
-    # A zero residual is the baseline, up to the resampler (FFT in the graph, soxr outside).
-    np.testing.assert_allclose(scores["mel_refined_1"], scores["mel_baseline"], rtol=0.02)
+    # A zero residual is the baseline, up to the resampler (FFT in the graph, soxr outside;
+    # they differ most at the codec's Nyquist frequency, where the random codec's flat
+    # noise is as loud as anywhere).
+    np.testing.assert_allclose(scores["mel_refined_1"], scores["mel_baseline"], rtol=0.04)
 
 
 # ------------------------------------------------------------------ training runtime
