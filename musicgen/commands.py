@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval_codec(args: argparse.Namespace) -> int:
     judge = default_judge(args.judge)
-    report = evaluate_codec_music(
+    report, first = evaluate_codec_music(
         args.checkpoint,
         args.manifest,
         judge=Judge.from_pretrained(judge) if judge is not None else None,
@@ -173,8 +173,8 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
     )
     print(codec_markdown(report))
     if args.out:
-        json_path, _ = write_codec_report(report, args.out)
-        print(f"written: {json_path} and codec_eval.md")
+        json_path, _ = write_codec_report(report, args.out, first)
+        print(f"written: {json_path}, codec_eval.md and spectrograms.png")
     return 0
 
 

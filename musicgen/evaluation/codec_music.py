@@ -14,6 +14,7 @@ figure: what the estimators get right on the music before any codec touches it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from codec.eval import CodecReport, evaluate_codec
 from codec.eval import write_report as write_signal_report
 from musicgen.evaluation import scoring
 from musicgen.evaluation.prompts import asked
-from musicgen.evaluation.report import cell
+from musicgen.evaluation.report import cell, spectrograms
 
 REAL = "real clips"
 COLUMNS = (  # key, header, format
@@ -44,6 +45,7 @@ class Listener:
         self.clips: list[scoring.Clip] = []
         self.text: list[np.ndarray] = []
         self.scored: dict[str, list[scoring.Scored]] = {}
+        self.first: dict[str, np.ndarray] = {}  # the first clip and its decodings, mono
 
     def __call__(self, entry: dict, k: int | None, audio_CxT: np.ndarray) -> None:
         if k is None:
@@ -56,6 +58,8 @@ class Listener:
         text = self.text[-1] if self.judge is not None else None
         scored = scoring.measure([audio_CxT], scoring.REAL_RATE, [clip], self.judge, text)
         self.scored.setdefault(row_name(k), []).append(scored)
+        if len(self.clips) == 1:
+            self.first[row_name(k)] = np.asarray(audio_CxT).mean(axis=0)
 
     def rows(self) -> dict[str, dict]:
         """One `scoring.summarise` row per set of audio, the real clips first."""
@@ -82,8 +86,11 @@ def _joined(parts: list[scoring.Scored]) -> scoring.Scored:
     )
 
 
-def evaluate_codec_music(checkpoint, manifest, *, judge=None, **kwargs) -> CodecReport:
-    """`codec.eval.evaluate_codec` with the music rows (`report.music`) filled in.
+def evaluate_codec_music(
+    checkpoint, manifest, *, judge=None, **kwargs
+) -> tuple[CodecReport, dict[str, np.ndarray]]:
+    """`codec.eval.evaluate_codec` with the music rows (`report.music`) filled in, and the
+    first clip with its decodings (mono, 44.1 kHz) by row name, to look at.
 
     Args:
       checkpoint: anything `Codec.from_pretrained` loads.
@@ -94,7 +101,7 @@ def evaluate_codec_music(checkpoint, manifest, *, judge=None, **kwargs) -> Codec
     listener = Listener(judge)
     report = evaluate_codec(checkpoint, manifest, listen=listener, **kwargs)
     report.music = listener.rows()
-    return report
+    return report, listener.first
 
 
 def markdown(report: CodecReport) -> str:
@@ -117,8 +124,11 @@ def markdown(report: CodecReport) -> str:
     return text + "\n".join(lines) + "\n"
 
 
-def write_report(report: CodecReport, out_dir: str | os.PathLike):
-    """`codec_eval.json` and `codec_eval.md` (with the music table) into `out_dir`."""
+def write_report(report: CodecReport, out_dir: str | os.PathLike, first=None):
+    """`codec_eval.json`, `codec_eval.md` (with the music table) and, given the first
+    clip's audio by row name, `spectrograms.png` (log-mel, one row each) into `out_dir`."""
     json_path, md_path = write_signal_report(report, out_dir)
     md_path.write_text(markdown(report))
+    if first:
+        spectrograms(first, scoring.REAL_RATE, Path(out_dir) / "spectrograms.png")
     return json_path, md_path

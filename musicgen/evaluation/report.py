@@ -149,6 +149,24 @@ def plots(report: dict, out: Path) -> list[Path]:
     return written
 
 
+def spectrograms(named: dict[str, np.ndarray], rate: int, path: Path) -> Path:
+    """Log-mel spectrograms of mono signals, one row each under its name, in one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(named), 1, figsize=(9, 2.2 * len(named)), squeeze=False)
+    for ax, (name, wav) in zip(axes[:, 0], named.items(), strict=True):
+        spec = dsp.log_mel_spectrogram(np.asarray(wav), rate, n_fft=2048, hop_length=512,
+                                       n_mels=128)  # fmt: skip
+        ax.imshow(np.asarray(spec), origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(name, fontsize=9)
+        ax.set(ylabel="mel bin")
+    axes[-1, 0].set(xlabel=f"frame ({512 / rate * 1000:.1f} ms)")
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)

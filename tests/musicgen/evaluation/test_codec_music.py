@@ -33,9 +33,11 @@ def test_music_rows_score_real_clips_and_decodings_as_eval_generate(
     checkpoint, embedded_manifest, judge_debug
 ):
     judge = Judge.from_pretrained(judge_debug[0])
-    report = evaluate_codec_music(checkpoint, embedded_manifest, judge=judge, split="train",
+    report, first = evaluate_codec_music(checkpoint, embedded_manifest, judge=judge, split="train",
                                   max_clips=2, seconds=SECONDS, progress=False)  # fmt: skip
     assert list(report.music) == ["real clips", "1 codebook", "2 codebooks"]
+    assert list(first) == list(report.music)
+    assert all(a.shape == (round(SECONDS * scoring.REAL_RATE),) for a in first.values())
     entries = [ManifestIndex(embedded_manifest, "train")[i] for i in range(2)]
     wants = [asked(e["caption"], e["attributes"]) for e in entries]
     for row in report.music.values():
@@ -89,3 +91,4 @@ def test_cli_writes_the_music_table(checkpoint, embedded_manifest, judge_debug, 
     saved = json.loads((tmp_path / "codec_eval.json").read_text())
     assert set(saved["music"]) == {"real clips", "2 codebooks"}
     assert "| 2 codebooks |" in (tmp_path / "codec_eval.md").read_text()
+    assert (tmp_path / "spectrograms.png").stat().st_size > 1000
