@@ -119,13 +119,13 @@ class Codec:
         return nnx.merge(self.graphdef, self.state)
 
     # ------------------------------------------------------------------ compiled parts
-    def _encode_window(self, state, n_codebooks, wav_BxTxC):
+    def _encode_window(self, state, n_codebooks, wav_BxTxC, first_frame):
         model = nnx.merge(self.graphdef, state)
-        z_BxFxD = model.latents(wav_BxTxC)
+        z_BxFxD = model.latents(wav_BxTxC, first_frame)
         return model.quantizer.encode(z_BxFxD, n_codebooks), z_BxFxD
 
-    def _decode_window(self, state, codes_BxKxF):
-        return nnx.merge(self.graphdef, state).decode(codes_BxKxF)
+    def _decode_window(self, state, codes_BxKxF, first_frame):
+        return nnx.merge(self.graphdef, state).decode(codes_BxKxF, first_frame=first_frame)
 
     # ------------------------------------------------------------------ windows
     def _windows(self, n_frames: int) -> tuple[int, list[tuple[int, int, int]]]:
@@ -177,7 +177,7 @@ class Codec:
         codes, latents = [], []
         for start, keep_from, keep_to in windows:
             window = wav_BxTxC[:, start * hop : (start + width) * hop]
-            c_BxKxF, z_BxFxD = self._encode(self.state, n_codebooks, window)
+            c_BxKxF, z_BxFxD = self._encode(self.state, n_codebooks, window, np.int32(start))
             codes.append(np.asarray(c_BxKxF[:, :, keep_from - start : keep_to - start]))
             if return_latents:
                 latents.append(np.asarray(z_BxFxD[:, keep_from - start : keep_to - start]))
@@ -211,7 +211,7 @@ class Codec:
         pieces = []
         for start, keep_from, keep_to in windows:
             window = jnp.asarray(codes_BxKxF[:, :, start : start + width], jnp.int32)
-            wav_BxTxC = self._decode(self.state, window)
+            wav_BxTxC = self._decode(self.state, window, np.int32(start))
             pieces.append(
                 np.asarray(wav_BxTxC[:, (keep_from - start) * hop : (keep_to - start) * hop])
             )

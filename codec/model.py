@@ -184,27 +184,44 @@ class CodecModel(nnx.Module):
         extra = -wav_BxTxC.shape[1] % self.config.hop_length
         return jnp.pad(wav_BxTxC, ((0, 0), (0, extra), (0, 0)))
 
-    def latents(self, wav_BxTxC: jax.Array) -> jax.Array:
-        """Continuous encoder output `z_BxFxD` (before quantisation)."""
+    def latents(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
+        """Continuous encoder output `z_BxFxD` (before quantisation).
+
+        `first_frame`: the index in its file of the first frame of `wav_BxTxC` (windows of
+        a longer file; the "vocos" phase convention counts from the file's start).
+        """
+        if self.config.architecture == "vocos":
+            return self.encoder(self._pad(wav_BxTxC), first_frame)
         return self.encoder(self._pad(wav_BxTxC))
 
-    def encode(self, wav_BxTxC: jax.Array, n_codebooks: int | None = None) -> jax.Array:
+    def encode(
+        self, wav_BxTxC: jax.Array, n_codebooks: int | None = None, first_frame=0
+    ) -> jax.Array:
         """Codes `[B, K, F]` (int32) of the first `n_codebooks` codebooks (default all)."""
-        return self.quantizer.encode(self.latents(wav_BxTxC), n_codebooks)
+        return self.quantizer.encode(self.latents(wav_BxTxC, first_frame), n_codebooks)
 
-    def decode(self, codes_BxKxF: jax.Array, num_samples: int | None = None) -> jax.Array:
+    def decode(
+        self, codes_BxKxF: jax.Array, num_samples: int | None = None, first_frame=0
+    ) -> jax.Array:
         """Audio `wav_BxTxC` from the first K codebooks' codes (K = codes.shape[1]).
 
         Args:
           codes_BxKxF: int codes; fewer codebooks than the model has decode at a lower
             bitrate.
           num_samples: trim to this many samples (default: every decoded sample).
+          first_frame: the index of the codes' first frame in their file (`latents`).
         """
-        return self.decode_latents(self.quantizer.decode(codes_BxKxF), num_samples)
+        z_BxFxD = self.quantizer.decode(codes_BxKxF)
+        return self.decode_latents(z_BxFxD, num_samples, first_frame)
 
-    def decode_latents(self, z_BxFxD: jax.Array, num_samples: int | None = None) -> jax.Array:
+    def decode_latents(
+        self, z_BxFxD: jax.Array, num_samples: int | None = None, first_frame=0
+    ) -> jax.Array:
         """Audio from (quantised or continuous) latents."""
-        wav_BxTxC = self.decoder(z_BxFxD)
+        if self.config.architecture == "vocos":
+            wav_BxTxC = self.decoder(z_BxFxD, first_frame)
+        else:
+            wav_BxTxC = self.decoder(z_BxFxD)
         return wav_BxTxC if num_samples is None else wav_BxTxC[:, :num_samples]
 
     def __call__(

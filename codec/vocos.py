@@ -27,6 +27,21 @@ quantisers; the encoder mirrors it. Why this pair replaces SEANet for CPU traini
   discriminators and the mel loss at the sample rate are then most of a step: on one
   core 0.33 steps a second against 0.22 (batch 8 x 0.5 s).
 
+Phase: one time origin for every frame. An STFT frame's FFT measures phase from the
+frame's own start, so a steady tone at bin k's centre turns by 2 pi k hop / n_fft from
+one frame to the next; a decoder fed the same latent every frame writes the same frame
+every hop, i.e. a sound periodic at the frame rate (harmonics of 50 Hz: a buzz, and
+every pitch pulled to one of them). Both sides therefore work in the global-time
+convention: the encoder turns bin k of frame f back by 2 pi k (f0 + f) hop / n_fft, the
+decoder's output is turned forward by the same angle before the inverse STFT (f0: the
+absolute index of the first frame, given by the API's windows). A decoder writing the
+same frame every hop then makes steady tones at the bin centres, a 12.5 Hz grid at
+16 kHz with n_fft 1280, not harmonics of the frame rate; a steady tone's own bin is
+steady on the encoder's side too (its neighbours still turn, by a quarter turn a frame
+per bin of distance, as the tone's frequency is not theirs). With hop = n_fft / 4
+the angle repeats every 4 frames, so the codec is shift-equivariant by 4 frames; a
+window's codes equal a whole-file pass's when the window knows its first frame.
+
 Lengths: the waveform is padded with zeros to a whole number of hops `T = F * hop`, and
 by `(n_fft - hop) / 2` on each side, so the STFT (uncentred) gives exactly F frames,
 frame f centred on sample `f * hop + hop / 2`; the decoder's inverse STFT is trimmed by
@@ -41,6 +56,7 @@ output widths).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +86,8 @@ class VocosConfig:
       decoder_depth: ConvNeXt blocks of the decoder (Vocos: 8).
       dimension: latent width (the quantiser's `dim`).
       compress: the encoder reads |X|^compress e^{i angle X} (0.3: quiet bins count).
+      phase: "global" (one time origin for every frame: module docstring) or "frame"
+        (each frame's own, as Vocos; steady latents then decode to a frame-rate buzz).
     """
 
     channels: int = 1
@@ -82,6 +100,7 @@ class VocosConfig:
     decoder_depth: int = 8
     dimension: int = 64
     compress: float = 0.3
+    phase: Literal["global", "frame"] = "global"
 
     def __post_init__(self):
         within(self, "channels", 1, 2)
@@ -166,6 +185,21 @@ class ConvNeXtBlock(nnx.Module):
         return x_BxFxW + self.layer_scale[...] * h_BxFxW
 
 
+def global_phase(config: VocosConfig, frames: int, first_frame) -> jax.Array:
+    """`exp(i 2 pi k (first_frame + f) hop / n_fft)` as complex64 `[bins, frames]` (all
+    ones for `phase="frame"`).
+
+    Integer arithmetic modulo n_fft keeps the angle exact for any frame index.
+    """
+    if config.phase == "frame":
+        return jnp.ones((config.bins, frames), jnp.complex64)
+    n = config.n_fft
+    k_S = jnp.arange(config.bins, dtype=jnp.int32) * (config.hop_length % n) % n
+    f_F = (jnp.asarray(first_frame, jnp.int32) + jnp.arange(frames, dtype=jnp.int32)) % n
+    angle_SxF = (2 * jnp.pi / n) * ((k_S[:, None] * f_F[None, :]) % n).astype(jnp.float32)
+    return jax.lax.complex(jnp.cos(angle_SxF), jnp.sin(angle_SxF))
+
+
 class StftEncoder(nnx.Module):
     """`wav_BxTxC` (T a whole number of hops) -> latents `z_BxFxD`, F = T / hop."""
 
@@ -180,11 +214,13 @@ class StftEncoder(nnx.Module):
         self.norm = _layer_norm(config.dim, rngs=rngs)
         self.out = _linear(config.dim, config.dimension, ("embed", None), rngs=rngs)
 
-    def __call__(self, wav_BxTxC: jax.Array) -> jax.Array:
+    def __call__(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
+        """Latents of `wav_BxTxC`, whose frame 0 is frame `first_frame` of its file."""
         c = self.config
         wav_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2).astype(jnp.float32)
         wav_BxCxT = jnp.pad(wav_BxCxT, ((0, 0), (0, 0), (c.edge, c.edge)))
         spec_BxCxSxF = dsp.stft(wav_BxCxT, c.n_fft, c.hop_length, center=False)
+        spec_BxCxSxF = spec_BxCxSxF * jnp.conj(global_phase(c, spec_BxCxSxF.shape[-1], first_frame))
         # |X|^c e^{i angle X} = X |X|^(c - 1); the floor keeps silence's gradient finite.
         magnitude = jnp.sqrt(jnp.square(spec_BxCxSxF.real) + jnp.square(spec_BxCxSxF.imag))
         scale = jnp.maximum(magnitude, 1e-5) ** (c.compress - 1.0)
@@ -214,7 +250,8 @@ class VocosDecoder(nnx.Module):
             config.dim, 2 * config.bins * config.channels, ("embed", None), rngs=rngs
         )
 
-    def __call__(self, z_BxFxD: jax.Array) -> jax.Array:
+    def __call__(self, z_BxFxD: jax.Array, first_frame=0) -> jax.Array:
+        """Audio of latents whose frame 0 is frame `first_frame` of its file."""
         c = self.config
         h_BxFxW = self.norm_in(self.embed(z_BxFxD.astype(jnp.float32)))
         for block in self.blocks:
@@ -225,7 +262,7 @@ class VocosDecoder(nnx.Module):
         log_mag, phase = out_BxFx2xCxS[:, :, 0], out_BxFx2xCxS[:, :, 1]
         mag = jnp.exp(jnp.minimum(log_mag, _MAX_LOG_MAGNITUDE))
         spec_BxFxCxS = jax.lax.complex(mag * jnp.cos(phase), mag * jnp.sin(phase))
-        spec_BxCxSxF = jnp.transpose(spec_BxFxCxS, (0, 2, 3, 1))
+        spec_BxCxSxF = jnp.transpose(spec_BxFxCxS, (0, 2, 3, 1)) * global_phase(c, f, first_frame)
         wav_BxCxT = dsp.istft(spec_BxCxSxF, c.hop_length, center=False)
         wav_BxCxT = wav_BxCxT[..., c.edge : c.edge + f * c.hop_length]
         return jnp.swapaxes(wav_BxCxT, 1, 2)

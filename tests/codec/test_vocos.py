@@ -1,6 +1,7 @@
-"""The frame-rate codec (`architecture="vocos"`): lengths on the frame grid, a shift by one
-hop shifts the codes by one frame, what the decoder writes is what its inverse STFT
-makes, and one-line errors for configs that cannot work."""
+"""The frame-rate codec (`architecture="vocos"`): lengths on the frame grid, the global
+phase convention (a delay by one hop is one frame later, steady latents are not a
+frame-rate buzz), what the decoder writes is what its inverse STFT makes, and one-line errors
+for configs that cannot work."""
 
 import flax.nnx as nnx
 import jax.numpy as jnp
@@ -45,33 +46,58 @@ def test_lengths_follow_the_frame_grid(rng):
     assert out.shape == wav.shape and q.codes_BxKxF.shape == (2, 2, 11)
 
 
-def test_a_shift_by_one_hop_shifts_the_latents_by_one_frame(rng):
+def test_a_shift_by_one_hop_is_one_frame_later_in_the_global_phase_convention(rng):
     model = _model(vocos_config())
     wav = rng.standard_normal((1, 80 * 40, 1)).astype(np.float32) * 0.1
-    shifted = np.concatenate([np.zeros((1, 80, 1), np.float32), wav[:, :-80]], axis=1)
-    z, z_shifted = (np.asarray(model.latents(jnp.asarray(w))) for w in (wav, shifted))
-    # Away from the ends (the STFT window and the convolutions reach a few frames), the
-    # encoder is the same function of each frame's neighbourhood.
-    np.testing.assert_allclose(z_shifted[:, 11:30], z[:, 10:29], atol=1e-4)
+    shifted = jnp.asarray(np.concatenate([np.zeros((1, 80, 1), np.float32), wav[:, :-80]], 1))
+    z_shifted = np.asarray(model.latents(shifted))
+    # Away from the ends (the STFT window and the convolutions reach a few frames), frame
+    # j + 1 of the delayed signal is frame j of the original counted from frame 1.
+    z_from_1 = np.asarray(model.latents(jnp.asarray(wav), first_frame=1))
+    np.testing.assert_allclose(z_shifted[:, 11:30], z_from_1[:, 10:29], atol=1e-4)
+    z_from_0 = np.asarray(model.latents(jnp.asarray(wav), first_frame=0))
+    assert np.abs(z_shifted[:, 11:30] - z_from_0[:, 10:29]).max() > 1e-2
+    # The angle repeats every n_fft / hop = 4 frames.
+    z_from_4 = np.asarray(model.latents(jnp.asarray(wav), first_frame=4))
+    np.testing.assert_allclose(z_from_4, z_from_0, atol=1e-5)
+
+
+def test_steady_latents_decode_to_bin_tones_not_a_frame_rate_buzz():
+    z = np.broadcast_to(np.random.default_rng(2).standard_normal((1, 1, 8)), (1, 64, 8))
+    shares = {}
+    for phase in ("global", "frame"):
+        model = _model(vocos_config(phase=phase))
+        y = np.asarray(model.decode_latents(jnp.asarray(z, jnp.float32)))[0, 640:-640, 0]
+        power = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+        hz = np.fft.rfftfreq(y.size, 1 / 8000)
+        off_frame_rate = np.abs(hz - 100 * np.round(hz / 100)) > 5
+        shares[phase] = power[off_frame_rate].sum() / power.sum()
+    # Frames written alike every hop repeat every 10 ms: all power at multiples of the
+    # 100 Hz frame rate. In the global convention each bin is a steady tone at its
+    # centre (multiples of 25 Hz), so most of the power lies between those multiples.
+    assert shares["frame"] < 0.05 and shares["global"] > 0.5, shares
 
 
 def test_decoder_output_is_the_inverse_stft_of_its_head():
     config = vocos_config()
     model = _model(config)
     z = jnp.asarray(np.random.default_rng(1).standard_normal((1, 12, 8)), jnp.float32)
+    first = 3  # these latents start at frame 3 of their file
     dec = model.decoder
     h = dec.norm_in(dec.embed(z))
     for block in dec.blocks:
         h = block(h)
     out = np.asarray(dec.head(dec.norm(h)))[0]  # [F, 2 * bins]
     bins = config.vocos.bins
-    spec = np.exp(np.minimum(out[:, :bins], 4.6)) * np.exp(1j * out[:, bins:])
+    f_F = first + np.arange(12)
+    turn = np.exp(2j * np.pi * np.arange(bins)[None, :] * f_F[:, None] * 80 / 320)
+    spec = np.exp(np.minimum(out[:, :bins], 4.6)) * np.exp(1j * out[:, bins:]) * turn
     # Overlap-add of Hann-windowed inverse FFTs, normalised by the summed squared
     # window, trimmed by (n_fft - hop) / 2 on each side: 12 frames give 12 hops.
     full = np.asarray(dsp.istft(jnp.asarray(spec.T), 80, center=False))
     edge = (320 - 80) // 2
     np.testing.assert_allclose(
-        np.asarray(dec(z))[0, :, 0], full[edge : edge + 12 * 80], rtol=1e-4, atol=1e-6
+        np.asarray(dec(z, first))[0, :, 0], full[edge : edge + 12 * 80], rtol=1e-4, atol=1e-6
     )
 
 
