@@ -3,15 +3,15 @@
 Two architectures share the quantiser, the losses and the API: "seanet" (EnCodec's and
 DAC's convolutional pair at the sample rate, `codec/seanet.py`; what the published
 weights import into) and "vocos" (an STFT-frame encoder and a Vocos decoder at the frame
-rate, `codec/vocos.py`; what trains well on a CPU, and why is written there).
+rate, `codec/vocos.py`; made for training on a CPU, and why is written there).
 
 `CodecConfig` is the whole architecture (what `save_pretrained` writes and an EnCodec or
 DAC import produces); `CodecModel` is the NNX module that the trainer optimises and that
 `codec.api.Codec` wraps for users. Audio inside is channels-last, `wav_BxTxC`.
 
-Lengths: "vocos" and "dac" style networks floor at every strided conv, so the waveform is padded on
-the right with zeros to a whole number of frames first (DAC's own preprocessing); the
-"encodec" style pads inside its convs. Either way T samples give
+Lengths: the "vocos" architecture and "dac" style networks work on whole frames, so the
+waveform is padded on the right with zeros to a whole number of frames first (DAC's own
+preprocessing); the "encodec" style pads inside its convs. Either way T samples give
 `config.frames_for(T)` frames, and decoding returns exactly T samples when T is given.
 """
 
