@@ -5,7 +5,7 @@
 quantiser dropout; encoder and decoder are ConvNeXt stacks at the frame rate over a
 1280-point STFT (`codec/vocos.py` says why); MPD + MRD discriminators and DAC's loss
 weights as `codec_tiny`. Chosen over `codec_tiny` at equal compute: see
-`results/codec_vocos/README.md`.
+`results/codec_vocos/README.md`, which also records the runs.
 
     musicgen train --config experiments/codec_vocos.py --workdir runs/codec_vocos
     musicgen train --config experiments/codec_vocos.py:debug --workdir /tmp/codec_debug
@@ -47,10 +47,13 @@ def get_config(arg: str = "") -> CodecExperiment:
     config = CodecExperiment(
         model=model,
         discriminator=discriminator,
+        # Reconstruction alone first, as codec_tiny: the discriminators are not run then.
         loss=CodecLossConfig(adversarial_start=1000),
         data=CodecDataConfig(crop_seconds=0.5, batch_size=8, eval_clips=4, eval_seconds=4.0),
         optimizer=optimizer,
         disc_optimizer=dataclasses.replace(optimizer, grad_clip_norm=10.0),
-        train=TrainConfig(steps=3000, log_every=20, eval_every=500, save_every=200),
+        # Several hours on 2 cores (about 0.45 steps/s on one core), resumable: a codec
+        # needs far more steps than one session gives (DAC: 400k at batch 72).
+        train=TrainConfig(steps=20000, log_every=20, eval_every=500, save_every=200),
     )
     return debug_variant(config) if "debug" in args else config

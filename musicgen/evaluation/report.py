@@ -156,7 +156,7 @@ def spectrograms(named: dict[str, np.ndarray], rate: int, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(named), 1, figsize=(9, 2.2 * len(named)), squeeze=False)
+    fig, axes = plt.subplots(len(named), 1, figsize=(8, 1.6 * len(named)), squeeze=False)
     for ax, (name, wav) in zip(axes[:, 0], named.items(), strict=True):
         spec = dsp.log_mel_spectrogram(np.asarray(wav), rate, n_fft=2048, hop_length=512,
                                        n_mels=128)  # fmt: skip
@@ -164,12 +164,12 @@ def spectrograms(named: dict[str, np.ndarray], rate: int, path: Path) -> Path:
         ax.set_title(name, fontsize=9)
         ax.set(ylabel="mel bin")
     axes[-1, 0].set(xlabel=f"frame ({512 / rate * 1000:.1f} ms)")
-    return _save(fig, path)
+    return _save(fig, path, dpi=60)  # small enough to keep beside a results table
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 100) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
