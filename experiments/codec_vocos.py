@@ -47,8 +47,10 @@ def get_config(arg: str = "") -> CodecExperiment:
     config = CodecExperiment(
         model=model,
         discriminator=discriminator,
-        # Reconstruction alone first, as codec_tiny: the discriminators are not run then.
-        loss=CodecLossConfig(adversarial_start=1000),
+        # Reconstruction alone for the first half: the discriminators are then not run,
+        # and a step costs a fifth. Measured from the same checkpoint, 40 min of one core
+        # each: mel distance 2.54 without them (5600 steps) against 2.86 with (1800).
+        loss=CodecLossConfig(adversarial_start=10000),
         data=CodecDataConfig(crop_seconds=0.5, batch_size=8, eval_clips=4, eval_seconds=4.0),
         optimizer=optimizer,
         disc_optimizer=dataclasses.replace(optimizer, grad_clip_norm=10.0),
