@@ -75,7 +75,7 @@ from flax import nnx
 from mgcore import dsp
 from mgcore.bounds import within
 from mgcore.config_types import ConfigError
-from mgcore.rows import Linear
+from mgcore.rows import dense, frame_conv, layer_norm
 
 # Largest log-magnitude the decoder may write (Vocos clips exp(m) at 1e2).
 _MAX_LOG_MAGNITUDE = 4.6
@@ -141,51 +141,15 @@ class VocosConfig:
         return (self.n_fft - self.hop_length) // 2
 
 
-def _linear(d_in: int, d_out: int, axes: tuple, *, rngs: nnx.Rngs) -> Linear:
-    return Linear(
-        d_in,
-        d_out,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
-        rngs=rngs,
-    )
-
-
-def _layer_norm(dim: int, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        epsilon=1e-6,
-        use_fast_variance=False,
-        scale_metadata={"out_sharding": ("norm",)},
-        bias_metadata={"out_sharding": ("norm",)},
-        rngs=rngs,
-    )
-
-
-def _conv(d_in: int, d_out: int, kernel_size: int, *, groups: int = 1, rngs: nnx.Rngs):
-    return nnx.Conv(
-        d_in,
-        d_out,
-        kernel_size=(kernel_size,),
-        padding="SAME",
-        feature_group_count=groups,
-        kernel_init=nnx.with_partitioning(
-            nnx.initializers.lecun_normal(), ("conv_width", None, "embed")
-        ),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
-        rngs=rngs,
-    )
-
-
 class ConvNeXtBlock(nnx.Module):
     """Vocos's block: depthwise conv, LayerNorm, GELU MLP, layer scale, residual."""
 
     def __init__(self, config: VocosConfig, depth: int, *, rngs: nnx.Rngs):
         w, hidden = config.dim, config.mlp_ratio * config.dim
-        self.dwconv = _conv(w, w, config.kernel_size, groups=w, rngs=rngs)
-        self.norm = _layer_norm(w, rngs=rngs)
-        self.fc1 = _linear(w, hidden, ("embed", "mlp"), rngs=rngs)
-        self.fc2 = _linear(hidden, w, ("mlp", "embed"), rngs=rngs)
+        self.dwconv = frame_conv(w, w, config.kernel_size, groups=w, rngs=rngs)
+        self.norm = layer_norm(w, rngs=rngs)
+        self.fc1 = dense(w, hidden, ("embed", "mlp"), rngs=rngs)
+        self.fc2 = dense(hidden, w, ("mlp", "embed"), rngs=rngs)
         self.layer_scale = nnx.Param(
             jnp.full((w,), 1.0 / max(depth, 1), jnp.float32), out_sharding=("norm",)
         )
@@ -216,13 +180,13 @@ class StftEncoder(nnx.Module):
     def __init__(self, config: VocosConfig, *, rngs: nnx.Rngs):
         self.config = config
         features = 2 * config.bins * config.channels
-        self.embed = _linear(features, config.dim, (None, "embed"), rngs=rngs)
+        self.embed = dense(features, config.dim, (None, "embed"), rngs=rngs)
         self.blocks = nnx.List(
             [ConvNeXtBlock(config, config.encoder_depth, rngs=rngs)
              for _ in range(config.encoder_depth)]
         )  # fmt: skip
-        self.norm = _layer_norm(config.dim, rngs=rngs)
-        self.out = _linear(config.dim, config.dimension, ("embed", None), rngs=rngs)
+        self.norm = layer_norm(config.dim, rngs=rngs)
+        self.out = dense(config.dim, config.dimension, ("embed", None), rngs=rngs)
 
     def __call__(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
         """Latents of `wav_BxTxC`, whose frame 0 is frame `first_frame` of its file."""
@@ -249,16 +213,14 @@ class VocosDecoder(nnx.Module):
 
     def __init__(self, config: VocosConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.embed = _conv(config.dimension, config.dim, config.kernel_size, rngs=rngs)
-        self.norm_in = _layer_norm(config.dim, rngs=rngs)
+        self.embed = frame_conv(config.dimension, config.dim, config.kernel_size, rngs=rngs)
+        self.norm_in = layer_norm(config.dim, rngs=rngs)
         self.blocks = nnx.List(
             [ConvNeXtBlock(config, config.decoder_depth, rngs=rngs)
              for _ in range(config.decoder_depth)]
         )  # fmt: skip
-        self.norm = _layer_norm(config.dim, rngs=rngs)
-        self.head = _linear(
-            config.dim, 2 * config.bins * config.channels, ("embed", None), rngs=rngs
-        )
+        self.norm = layer_norm(config.dim, rngs=rngs)
+        self.head = dense(config.dim, 2 * config.bins * config.channels, ("embed", None), rngs=rngs)
 
     def __call__(self, z_BxFxD: jax.Array, first_frame=0) -> jax.Array:
         """Audio of latents whose frame 0 is frame `first_frame` of its file."""

@@ -82,7 +82,7 @@ from diffusion.samplers import SamplerConfig, make_denoiser, sample
 from diffusion.schedules import Schedule, ScheduleConfig
 from mgcore.bounds import within
 from mgcore.config_types import ConfigError
-from mgcore.rows import Linear
+from mgcore.rows import dense, frame_conv, layer_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,43 +201,6 @@ class RefinerConfig:
 
 
 # ------------------------------------------------------------------------------ network
-def _linear(d_in: int, d_out: int, axes: tuple, *, rngs: nnx.Rngs, zero: bool = False):
-    init = nnx.initializers.zeros_init() if zero else nnx.initializers.lecun_normal()
-    return Linear(
-        d_in,
-        d_out,
-        kernel_init=nnx.with_partitioning(init, axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
-        rngs=rngs,
-    )
-
-
-def _layer_norm(dim: int, *, affine: bool = True, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        epsilon=1e-6,
-        use_scale=affine,
-        use_bias=affine,
-        use_fast_variance=False,
-        scale_metadata={"out_sharding": ("norm",)},
-        bias_metadata={"out_sharding": ("norm",)},
-        rngs=rngs,
-    )
-
-
-def _conv(d_in: int, d_out: int, kernel_size: int, *, groups: int = 1, rngs: nnx.Rngs):
-    return nnx.Conv(
-        d_in,
-        d_out,
-        kernel_size=(kernel_size,),
-        padding="SAME",
-        feature_group_count=groups,
-        kernel_init=nnx.with_partitioning(
-            nnx.initializers.lecun_normal(), ("conv_width", None, "embed")
-        ),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
-        rngs=rngs,
-    )
 
 
 def noise_embedding(t_B: jax.Array, dim: int) -> jax.Array:
@@ -257,11 +220,11 @@ class ConvNeXtBlock(nnx.Module):
 
     def __init__(self, config: RefinerConfig, *, rngs: nnx.Rngs):
         w, hidden = config.width, config.mlp_ratio * config.width
-        self.dwconv = _conv(w, w, config.kernel_size, groups=w, rngs=rngs)
-        self.norm = _layer_norm(w, affine=False, rngs=rngs)
-        self.modulation = _linear(w, 2 * w, (None, "embed"), rngs=rngs, zero=True)
-        self.fc1 = _linear(w, hidden, ("embed", "mlp"), rngs=rngs)
-        self.fc2 = _linear(hidden, w, ("mlp", "embed"), rngs=rngs)
+        self.dwconv = frame_conv(w, w, config.kernel_size, groups=w, rngs=rngs)
+        self.norm = layer_norm(w, affine=False, rngs=rngs)
+        self.modulation = dense(w, 2 * w, (None, "embed"), rngs=rngs, zero=True)
+        self.fc1 = dense(w, hidden, ("embed", "mlp"), rngs=rngs)
+        self.fc2 = dense(hidden, w, ("mlp", "embed"), rngs=rngs)
         self.layer_scale = nnx.Param(
             jnp.full((w,), 1.0 / config.depth, jnp.float32), out_sharding=("norm",)
         )
@@ -287,14 +250,14 @@ class RefinerNet(nnx.Module):
     def __init__(self, config: RefinerConfig, *, rngs: nnx.Rngs):
         self.config = config
         s, d, w = config.spectral.features, config.coarse.dim, config.width
-        self.latent_norm = _layer_norm(d, rngs=rngs)
-        self.stem = _conv(2 * s + d, w, config.kernel_size, rngs=rngs)
-        self.noise_in = _linear(config.noise_dim, w, (None, "embed"), rngs=rngs)
-        self.noise_out = _linear(w, w, ("embed", None), rngs=rngs)
+        self.latent_norm = layer_norm(d, rngs=rngs)
+        self.stem = frame_conv(2 * s + d, w, config.kernel_size, rngs=rngs)
+        self.noise_in = dense(config.noise_dim, w, (None, "embed"), rngs=rngs)
+        self.noise_out = dense(w, w, ("embed", None), rngs=rngs)
         self.blocks = nnx.List([ConvNeXtBlock(config, rngs=rngs) for _ in range(config.depth)])
-        self.norm = _layer_norm(w, rngs=rngs)
-        self.head = _linear(w, s, ("embed", None), rngs=rngs)
-        self.skip_gain = _linear(w, s, ("embed", None), rngs=rngs, zero=True)
+        self.norm = layer_norm(w, rngs=rngs)
+        self.head = dense(w, s, ("embed", None), rngs=rngs)
+        self.skip_gain = dense(w, s, ("embed", None), rngs=rngs, zero=True)
 
     def __call__(
         self,

@@ -33,7 +33,7 @@ from mgcore import dsp
 from mgcore.bounds import within
 from mgcore.config_types import ConfigError
 from mgcore.data.manifest import iter_manifest
-from mgcore.rows import Linear
+from mgcore.rows import dense
 from mgcore.weights import PretrainedError
 from musicgen.lm.attention import dot_product_attention
 from musicgen.text import TextConditioner
@@ -120,16 +120,6 @@ class VocabularyCheck(nnx.Variable):
     restored under another vocabulary (a changed manifest) is caught, not mislabelled."""
 
 
-def _linear(d_in: int, d_out: int, axes: tuple, *, rngs: nnx.Rngs) -> Linear:
-    return Linear(
-        d_in,
-        d_out,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
-        rngs=rngs,
-    )
-
-
 def _layer_norm(dim: int, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(dim, epsilon=1e-6, use_fast_variance=False, rngs=rngs)
 
@@ -144,11 +134,11 @@ class Block(nnx.Module):
         self.dwconv = nnx.Conv(w, w, (config.kernel_size,), padding="SAME",
                                feature_group_count=w, rngs=rngs)  # fmt: skip
         self.norm_attn = _layer_norm(w, rngs=rngs)
-        self.qkv = _linear(w, 3 * w, ("embed", "heads"), rngs=rngs)
-        self.out = _linear(w, w, ("heads", "embed"), rngs=rngs)
+        self.qkv = dense(w, 3 * w, ("embed", "heads"), rngs=rngs)
+        self.out = dense(w, w, ("heads", "embed"), rngs=rngs)
         self.norm_mlp = _layer_norm(w, rngs=rngs)
-        self.fc1 = _linear(w, config.mlp_ratio * w, ("embed", "mlp"), rngs=rngs)
-        self.fc2 = _linear(config.mlp_ratio * w, w, ("mlp", "embed"), rngs=rngs)
+        self.fc1 = dense(w, config.mlp_ratio * w, ("embed", "mlp"), rngs=rngs)
+        self.fc2 = dense(config.mlp_ratio * w, w, ("mlp", "embed"), rngs=rngs)
 
     def __call__(self, x_BxNxW: jax.Array, mask_BxN: jax.Array) -> jax.Array:
         keep_BxNx1 = mask_BxN[..., None].astype(x_BxNxW.dtype)
@@ -177,15 +167,15 @@ class JudgeNet(nnx.Module):
             for a, b in itertools.pairwise(channels)
         ])  # fmt: skip
         bands = math.ceil(config.n_mels / config.downsample)
-        self.stem_out = _linear(bands * channels[-1], config.width, (None, "embed"), rngs=rngs)
+        self.stem_out = dense(bands * channels[-1], config.width, (None, "embed"), rngs=rngs)
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.depth)])
         self.norm = _layer_norm(config.width, rngs=rngs)
         w, d = config.width, config.embed_dim
-        self.audio_proj = nnx.List([_linear(w, w, ("embed", "mlp"), rngs=rngs),
-                                    _linear(w, d, ("mlp", None), rngs=rngs)])  # fmt: skip
-        self.text_proj = nnx.List([_linear(config.text_dim, w, (None, "mlp"), rngs=rngs),
-                                   _linear(w, d, ("mlp", None), rngs=rngs)])  # fmt: skip
-        self.instrument_head = _linear(w, len(config.instruments), ("embed", None), rngs=rngs)
+        self.audio_proj = nnx.List([dense(w, w, ("embed", "mlp"), rngs=rngs),
+                                    dense(w, d, ("mlp", None), rngs=rngs)])  # fmt: skip
+        self.text_proj = nnx.List([dense(config.text_dim, w, (None, "mlp"), rngs=rngs),
+                                   dense(w, d, ("mlp", None), rngs=rngs)])  # fmt: skip
+        self.instrument_head = dense(w, len(config.instruments), ("embed", None), rngs=rngs)
         self.logit_scale = nnx.Param(jnp.asarray(-math.log(config.temperature), jnp.float32))
         crc = vocabulary_crc(config.instruments)
         self.vocabulary_crc = VocabularyCheck(jnp.asarray(crc, jnp.uint32))
