@@ -282,8 +282,9 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
     )
     vocos = dataclasses.replace(model.vocos, dim=16, encoder_depth=1, decoder_depth=1, dimension=16)
     quantizer = dataclasses.replace(
-        model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2)
-    )
+        model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2),
+        levels=(4, 4, 4),  # 64 grid points, for "fsq"
+    )  # fmt: skip
     return debug_experiment(
         config,
         data={"crop_seconds": 0.1},

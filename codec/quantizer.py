@@ -1,4 +1,4 @@
-"""Residual vector quantisation (RVQ): K codebooks of N entries, two flavours, Flax NNX.
+"""Residual quantisation (RVQ): K codebooks of N entries, three flavours, Flax NNX.
 
 The residual scheme is SoundStream's (Algorithm 1): codebook k quantises what codebooks
 0..k-1 left over, and the latent is the sum of the K chosen embeddings. Two quantisers:
@@ -17,8 +17,11 @@ The residual scheme is SoundStream's (Algorithm 1): codebook k quantises what co
   cluster sizes and sums (Laplace-smoothed), and dead codes (EMA cluster size below a
   threshold) replaced by random rows of the batch. Commitment loss mse(z, sg(z_q)),
   averaged over the codebooks each example used (audiocraft's mean over layers).
+- `kind="fsq"`, finite scalar quantisation stacked residually (`codec/fsq_codebook.py`):
+  per codebook a projection D -> len(levels), a fixed grid of prod(levels) points, and a
+  projection back; no codebook to learn, so none of its entries can die. No losses.
 
-Both pass gradients through the lookup unchanged (straight-through, z + sg(q - z)); for
+All pass gradients through the lookup unchanged (straight-through, z + sg(q - z)); for
 "ema" the gradient of z_q wrt z is the identity, for "factorized" it is that of the
 projections. Quantiser dropout follows DAC exactly: in training the first floor(B * p)
 examples of the batch use a random number of codebooks n ~ U{1..K}, the others all K;
@@ -35,7 +38,7 @@ a dead code's EMA count and sum are reset too, because audiocraft's reset of `em
 alone is overwritten by the same step's EMA normalisation; `n_codebooks` also caps
 training (DAC ignores it there).
 
-Parameters ("factorized", `nnx.Param`) and EMA state ("ema", `CodebookState`, not a
+Parameters ("factorized", "fsq": `nnx.Param`) and EMA state ("ema", `CodebookState`, not a
 Param, so the trainer differentiates nothing of it) are stacked over codebooks (leading
 K axis) and the codebooks run under `jax.lax.scan`, so compile time stays flat in K.
 Logical axes (mgcore.sharding.DEFAULT_RULES), set as the `out_sharding` metadata that
@@ -83,7 +86,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from codec import ema_codebook, factorized_codebook
+from codec import ema_codebook, factorized_codebook, fsq_codebook
 
 F32 = jnp.float32
 
@@ -93,9 +96,9 @@ class QuantizerConfig:
     """Residual vector quantiser settings; defaults are DAC 44 kHz's.
 
     Attributes:
-      kind: "factorized" (DAC) or "ema" (EnCodec).
+      kind: "factorized" (DAC), "ema" (EnCodec) or "fsq" (finite scalar quantisation).
       num_codebooks: K.
-      codebook_size: N entries per codebook.
+      codebook_size: N entries per codebook; prod(levels) for "fsq".
       dim: latent width D.
       codebook_dim: lookup width of the factorised quantiser (DAC: 8); unused by "ema".
       decay: EMA decay of cluster sizes and sums ("ema"; EnCodec 0.99).
@@ -109,9 +112,10 @@ class QuantizerConfig:
       codebook_weight: weight of the codebook loss ("factorized"; DAC 1.0).
       quantizer_dropout: share of each training batch that uses a random number of
         codebooks (DAC 0.5; 0 = off).
+      levels: grid points per projected channel ("fsq"; the FSQ paper's 8,5,5,5 for 1000).
     """
 
-    kind: Literal["factorized", "ema"] = "factorized"
+    kind: Literal["factorized", "ema", "fsq"] = "factorized"
     num_codebooks: int = 9
     codebook_size: int = 1024
     dim: int = 1024
@@ -123,10 +127,19 @@ class QuantizerConfig:
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.0
+    levels: tuple[int, ...] = (8, 5, 5, 5)
 
     def __post_init__(self):
-        if self.kind not in ("factorized", "ema"):
-            raise ValueError(f"kind must be 'factorized' or 'ema', got {self.kind!r}")
+        object.__setattr__(self, "levels", tuple(int(x) for x in self.levels))  # JSON lists
+        if self.kind not in ("factorized", "ema", "fsq"):
+            raise ValueError(f"kind must be 'factorized', 'ema' or 'fsq', got {self.kind!r}")
+        if self.kind == "fsq" and (
+            min(self.levels, default=0) < 2 or int(np.prod(self.levels)) != self.codebook_size
+        ):
+            raise ValueError(
+                f"fsq levels {tuple(self.levels)} must each be >= 2 and multiply to "
+                f"codebook_size {self.codebook_size}"
+            )
         if not 0.0 <= self.quantizer_dropout <= 1.0:
             raise ValueError(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
 
@@ -140,7 +153,8 @@ class QuantizerOutput(NamedTuple):
       n_codebooks_B: int32, codebooks live for each example (K without dropout).
       loss: commitment_weight * commitment_loss + codebook_weight * codebook_loss.
       commitment_loss: scalar.
-      codebook_loss: scalar; 0 for "ema" (its codebook learns by EMA, not gradients).
+      codebook_loss: scalar; 0 for "ema" (its codebook learns by EMA, not gradients)
+        and "fsq" (it has none; nor a commitment loss).
       perplexity_K: exp(entropy) of each codebook's code histogram over the live
         positions of the batch (1 when a codebook is live nowhere).
       dead_fraction_K: share of the N codes that no live position of the batch chose.
@@ -211,7 +225,7 @@ class ResidualVectorQuantizer(nnx.Module):
         self.config = config
         values = _initial_values(rngs.params(), config)
         for name in _VARIABLES[config.kind]:
-            var_type = nnx.Param if config.kind == "factorized" else CodebookState
+            var_type = CodebookState if config.kind == "ema" else nnx.Param
             # The `out_sharding` metadata is what `nnx.with_partitioning` would attach.
             setattr(self, name, var_type(values[name], out_sharding=_AXES[name]))
 
@@ -267,7 +281,7 @@ class ResidualVectorQuantizer(nnx.Module):
         """Each codebook's contribution to the latent, `[B, K, F, D]` float32.
 
         For "factorized" this is out_proj(codebook[code]) (DAC `from_codes` per codebook);
-        for "ema", embed[code]. Summing over K gives `decode`. K may be smaller than
+        for "ema", embed[code]; for "fsq", out_proj(grid[code]). Summing over K gives `decode`. K may be smaller than
         num_codebooks: the first K codebooks are used.
 
         Args:
@@ -275,7 +289,7 @@ class ResidualVectorQuantizer(nnx.Module):
         """
         self._check_n(codes_BxKxF.shape[1])
         variables = {name: getattr(self, name)[...] for name in _VARIABLES[self.config.kind]}
-        return _embed_codes(variables, codes_BxKxF, kind=self.config.kind)
+        return _embed_codes(variables, codes_BxKxF, config=self.config)
 
     def decode(self, codes_BxKxF: jax.Array) -> jax.Array:
         """Latent from codes: sum of the first K codebooks' embeddings, `[B, F, D]`.
@@ -305,6 +319,7 @@ _VARIABLES = {
         "codebook",
     ),
     "ema": ("embed", "embed_avg", "cluster_size", "initialized"),
+    "fsq": ("in_proj", "in_bias", "out_proj", "out_bias"),
 }
 
 # Logical axes (mgcore.sharding.DEFAULT_RULES) of each variable.
@@ -320,12 +335,25 @@ _AXES = {
     "embed_avg": ("codebooks", "vocab", None),
     "cluster_size": ("codebooks", "vocab"),
     "initialized": ("codebooks",),
+    "in_proj": ("codebooks", "embed", None),
+    "in_bias": ("codebooks", None),
+    "out_proj": ("codebooks", None, "embed"),
+    "out_bias": ("codebooks", "embed"),
 }
 
 
 def _initial_values(key: jax.Array, config: QuantizerConfig) -> dict[str, jax.Array]:
     """Initial variables, from one random draw (each distinct random op costs a compile)."""
     k, n, d, c = config.num_codebooks, config.codebook_size, config.dim, config.codebook_dim
+    if config.kind == "fsq":
+        c = len(config.levels)
+        in_w, out_w = jnp.split(jax.random.normal(key, (k, 2 * d * c), F32), 2, axis=1)
+        return {  # LeCun normal, zero biases
+            "in_proj": in_w.reshape(k, d, c) / np.sqrt(d),
+            "in_bias": jnp.zeros((k, c), F32),
+            "out_proj": out_w.reshape(k, c, d) / np.sqrt(c),
+            "out_bias": jnp.zeros((k, d), F32),
+        }
     if config.kind == "factorized":
         shapes = ((k, d, c), (k, c, d), (k, n, c))
         sizes = [int(np.prod(shape)) for shape in shapes]
@@ -381,6 +409,11 @@ def _forward(variables, z_BxFxD, rng, *, config: QuantizerConfig, train: bool, k
         commitment = jnp.sum(jnp.mean(commit_KxB * live_KxB, axis=1))
         codebook_loss = jnp.sum(jnp.mean(cbl_KxB * live_KxB, axis=1))
         expired_K = jnp.zeros((k,), F32)
+    elif config.kind == "fsq":
+        params = {name: value.astype(F32) for name, value in first_k.items()}
+        z_q, codes_KxBxF = fsq_codebook.residual_quantize(params, z, live_KxB, config.levels)
+        commitment = codebook_loss = jnp.zeros((), F32)
+        expired_K = jnp.zeros((k,), F32)
     else:
         keys_K = jax.random.split(rng, k) if train and rng is not None else jnp.zeros((k,))
         z_q, codes_KxBxF, commit_KxB, expired_K, state_k = ema_codebook.residual_quantize(
@@ -415,14 +448,16 @@ def _forward(variables, z_BxFxD, rng, *, config: QuantizerConfig, train: bool, k
     return out, new_state
 
 
-@functools.partial(jax.jit, static_argnames=("kind",))
-def _embed_codes(variables, codes_BxKxF, *, kind: str):
+@functools.partial(jax.jit, static_argnames=("config",))
+def _embed_codes(variables, codes_BxKxF, *, config: QuantizerConfig):
     """`embed_codes` as a pure function of the variables' values."""
     k = codes_BxKxF.shape[1]
     codes_KxBxF = jnp.transpose(codes_BxKxF, (1, 0, 2))
     v = {name: value[:k].astype(F32) for name, value in variables.items() if name != "initialized"}
-    if kind == "factorized":
+    if config.kind == "factorized":
         out_KxBxFxD = factorized_codebook.embed_codes(v, codes_KxBxF)
+    elif config.kind == "fsq":
+        out_KxBxFxD = fsq_codebook.embed_codes(v, codes_KxBxF, config.levels)
     else:
         out_KxBxFxD = jax.vmap(lambda e_NxD, c_BxF: e_NxD[c_BxF])(v["embed"], codes_KxBxF)
     return jnp.transpose(out_KxBxFxD, (1, 0, 2, 3))

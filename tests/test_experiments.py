@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mgcore.config import load_experiment
+from mgcore.config import ConfigError, load_experiment
 from musicgen.train import _check_root
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.py"))
@@ -37,6 +37,19 @@ def test_codec_recipes_have_their_anchors_shapes(
     assert model.sample_rate == sample_rate and model.frame_rate == pytest.approx(frame_rate)
     assert (model.num_codebooks, model.quantizer.codebook_size) == (codebooks, size)
     assert model.bitrate() / 1000 == pytest.approx(kbps, abs=1e-3)
+
+
+@pytest.mark.parametrize("quantizer", ["ema", "factorized", "fsq"])
+def test_codec_vocos_quantizers_keep_the_token_budget(quantizer):
+    model = load_experiment(f"experiments/codec_vocos.py:quantizer={quantizer}").model
+    assert model.quantizer.kind == quantizer and model.num_codebooks * model.frame_rate == 200
+    assert 1.99 <= model.bitrate() / 1000 <= 2.0  # FSQ's 1000 entries: 1.993 kbps
+
+
+def test_codec_vocos_names_its_quantizers_on_a_wrong_one():
+    with pytest.raises(ConfigError, match="quantizer='rvq': choose one of factorized, ema, fsq"):
+        load_experiment("experiments/codec_vocos.py:quantizer=rvq")
+    assert load_experiment("experiments/codec_vocos.py").model.quantizer.kind == "ema"
 
 
 @pytest.mark.parametrize(
