@@ -40,11 +40,13 @@ from codec.adversarial import (
     feature_matching_loss,
     generator_loss,
 )
+from codec import vocos
 from codec.discriminators import DiscriminatorConfig, Discriminators
 from codec.model import CodecConfig, CodecModel
 from mgcore import audio_metrics, dsp, spectral_losses
 from mgcore.data.config import AudioDataConfig
 from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
+from mgcore.config_types import ConfigError
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, debug_experiment
@@ -62,6 +64,10 @@ class CodecLossConfig:
       mel: weight of the multi-scale mel loss (DAC 15; EnCodec 2).
       stft: weight of DAC's multi-resolution STFT loss (0 in both anchors' final recipes).
       waveform_l1: weight of L1 on the waveform (EnCodec 0.1).
+      frame_spectrum: weight of L1 between the log magnitudes the "vocos" decoder writes
+        and those of the input's STFT in the same frames (`codec.vocos.frames`): a target
+        for every bin that does not pass through the inverse STFT's phases (0: off;
+        at weight 5 it did not speed `codec_vocos` up: `results/codec_vocos/`).
       adversarial: weight of the generator's GAN loss (DAC 1; EnCodec 4).
       feature_matching: weight of feature matching (DAC 2; EnCodec 4).
       quantizer: weight of the quantiser's own loss (commitment and codebook terms,
@@ -76,6 +82,7 @@ class CodecLossConfig:
     mel: float = 15.0
     stft: float = 0.0
     waveform_l1: float = 0.0
+    frame_spectrum: float = 0.0
     adversarial: float = 1.0
     feature_matching: float = 2.0
     quantizer: float = 1.0
@@ -105,6 +112,13 @@ class CodecExperiment:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
+    def __post_init__(self):
+        if self.loss.frame_spectrum and self.model.architecture != "vocos":
+            raise ConfigError(
+                "loss.frame_spectrum compares the decoder's STFT frames with the input's: "
+                f"it needs model.architecture=\"vocos\", not {self.model.architecture!r}"
+            )
+
 
 class CodecTrainModel(nnx.Module):
     """What the trainer optimises: `generator` (the codec) and `discriminator`."""
@@ -118,6 +132,13 @@ def _frozen(module: nnx.Module) -> nnx.Module:
     """The same module with every parameter behind `stop_gradient`."""
     graphdef, state = nnx.split(module)
     return nnx.merge(graphdef, jax.lax.stop_gradient(state))
+
+
+def frame_spectrum_loss(generator: CodecModel, wav_BxTxC: jax.Array, log_mag: jax.Array):
+    """Mean L1 between the log magnitudes a "vocos" decoder wrote, `[B, C, bins, F]`, and
+    those of its input `wav_BxTxC` in the same STFT frames (`loss.frame_spectrum`)."""
+    frames = vocos.frames(generator.config.vocos, generator._pad(wav_BxTxC))
+    return jnp.mean(jnp.abs(log_mag - vocos.log_magnitude(frames)))
 
 
 def codec_losses(
@@ -137,10 +158,16 @@ def codec_losses(
       step: the training step; the GAN terms count from `loss.adversarial_start` on.
     """
     weights, sample_rate = config.loss, config.model.sample_rate
-    wav_hat_BxTxC, q = model.generator(wav_BxTxC, rng=rng, train=True)
+    terms = {}
+    if weights.frame_spectrum:
+        wav_hat_BxTxC, q, log_mag_BxCxSxF = model.generator(
+            wav_BxTxC, rng=rng, train=True, with_log_magnitude=True
+        )
+        terms["frame_spectrum"] = frame_spectrum_loss(model.generator, wav_BxTxC, log_mag_BxCxSxF)
+    else:
+        wav_hat_BxTxC, q = model.generator(wav_BxTxC, rng=rng, train=True)
     pred_BxCxT = jnp.swapaxes(wav_hat_BxTxC, 1, 2).astype(jnp.float32)
     true_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2).astype(jnp.float32)
-    terms = {}
     mel_config = (
         spectral_losses.MultiScaleMelLoss.dac(sample_rate)
         if weights.mel_preset == "dac"

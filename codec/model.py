@@ -231,7 +231,8 @@ class CodecModel(nnx.Module):
         rng: jax.Array | None = None,
         train: bool = False,
         n_codebooks: int | None = None,
-    ) -> tuple[jax.Array, QuantizerOutput]:
+        with_log_magnitude: bool = False,
+    ) -> tuple:
         """Round trip for training: (reconstruction trimmed to T samples, quantiser output).
 
         Args:
@@ -239,7 +240,14 @@ class CodecModel(nnx.Module):
           rng: key for quantiser dropout, k-means and dead-code reset (training).
           train: training mode (dropout on, EMA codebooks updated).
           n_codebooks: quantise with the first n codebooks only.
+          with_log_magnitude: "vocos" only: also return the decoder's log magnitudes
+            `[B, C, bins, F]`, frame for frame those of `vocos.frames` of the (padded) input.
         """
         z_BxFxD = self.latents(wav_BxTxC)
         q = self.quantizer(z_BxFxD, rng=rng, train=train, n_codebooks=n_codebooks)
-        return self.decode_latents(q.z_q_BxFxD, wav_BxTxC.shape[1]), q
+        if not with_log_magnitude:
+            return self.decode_latents(q.z_q_BxFxD, wav_BxTxC.shape[1]), q
+        if self.config.architecture != "vocos":
+            raise ValueError("with_log_magnitude needs the \"vocos\" architecture")
+        wav_hat_BxTxC, log_mag = self.decoder(q.z_q_BxFxD, with_log_magnitude=True)
+        return wav_hat_BxTxC[:, : wav_BxTxC.shape[1]], q, log_mag

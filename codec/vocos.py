@@ -177,6 +177,21 @@ def global_phase(config: VocosConfig, frames: int, first_frame) -> jax.Array:
     return jax.lax.complex(jnp.cos(angle_SxF), jnp.sin(angle_SxF))
 
 
+def frames(config: VocosConfig, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
+    """The STFT both sides work in: complex64 `[B, C, bins, F]` of `wav_BxTxC` (T a whole
+    number of hops), frame f centred on sample `f * hop + hop / 2`, in the configured
+    phase convention. The encoder reads it; the decoder writes one like it."""
+    wav_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2).astype(jnp.float32)
+    wav_BxCxT = jnp.pad(wav_BxCxT, ((0, 0), (0, 0), (config.edge, config.edge)))
+    spec_BxCxSxF = dsp.stft(wav_BxCxT, config.n_fft, config.hop_length, center=False)
+    return spec_BxCxSxF * jnp.conj(global_phase(config, spec_BxCxSxF.shape[-1], first_frame))
+
+
+def log_magnitude(spec: jax.Array) -> jax.Array:
+    """log |X|, floored at 1e-5 (the floor of `VocosDecoder`'s target in training)."""
+    return jnp.log(jnp.maximum(jnp.abs(spec), 1e-5))
+
+
 class StftEncoder(nnx.Module):
     """`wav_BxTxC` (T a whole number of hops) -> latents `z_BxFxD`, F = T / hop."""
 
@@ -194,10 +209,7 @@ class StftEncoder(nnx.Module):
     def __call__(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
         """Latents of `wav_BxTxC`, whose frame 0 is frame `first_frame` of its file."""
         c = self.config
-        wav_BxCxT = jnp.swapaxes(wav_BxTxC, 1, 2).astype(jnp.float32)
-        wav_BxCxT = jnp.pad(wav_BxCxT, ((0, 0), (0, 0), (c.edge, c.edge)))
-        spec_BxCxSxF = dsp.stft(wav_BxCxT, c.n_fft, c.hop_length, center=False)
-        spec_BxCxSxF = spec_BxCxSxF * jnp.conj(global_phase(c, spec_BxCxSxF.shape[-1], first_frame))
+        spec_BxCxSxF = frames(c, wav_BxTxC, first_frame)
         # |X|^c e^{i angle X} = X |X|^(c - 1); the floor keeps silence's gradient finite.
         magnitude = jnp.sqrt(jnp.square(spec_BxCxSxF.real) + jnp.square(spec_BxCxSxF.imag))
         scale = jnp.maximum(magnitude, 1e-5) ** (c.compress - 1.0)
@@ -225,8 +237,12 @@ class VocosDecoder(nnx.Module):
         self.norm = layer_norm(config.dim, rngs=rngs)
         self.head = dense(config.dim, 2 * config.bins * config.channels, ("embed", None), rngs=rngs)
 
-    def __call__(self, z_BxFxD: jax.Array, first_frame=0) -> jax.Array:
-        """Audio of latents whose frame 0 is frame `first_frame` of its file."""
+    def __call__(self, z_BxFxD: jax.Array, first_frame=0, *, with_log_magnitude=False):
+        """Audio of latents whose frame 0 is frame `first_frame` of its file.
+
+        With `with_log_magnitude`, also the log magnitudes it wrote, `[B, C, bins, F]`
+        (what `frames` of the input gives in the same layout; the frame-spectrum loss).
+        """
         c = self.config
         h_BxFxW = self.norm_in(self.embed(z_BxFxD.astype(jnp.float32)))
         for block in self.blocks:
@@ -235,9 +251,13 @@ class VocosDecoder(nnx.Module):
         b, f = out_BxFxX.shape[:2]
         out_BxFx2xCxS = out_BxFxX.reshape(b, f, 2, c.channels, c.bins)
         log_mag, phase = out_BxFx2xCxS[:, :, 0], out_BxFx2xCxS[:, :, 1]
-        mag = jnp.exp(jnp.minimum(log_mag, _MAX_LOG_MAGNITUDE))
+        log_mag = jnp.minimum(log_mag, _MAX_LOG_MAGNITUDE)
+        mag = jnp.exp(log_mag)
         spec_BxFxCxS = jax.lax.complex(mag * jnp.cos(phase), mag * jnp.sin(phase))
         spec_BxCxSxF = jnp.transpose(spec_BxFxCxS, (0, 2, 3, 1)) * global_phase(c, f, first_frame)
         wav_BxCxT = dsp.istft(spec_BxCxSxF, c.hop_length, center=False)
         wav_BxCxT = wav_BxCxT[..., c.edge : c.edge + f * c.hop_length]
-        return jnp.swapaxes(wav_BxCxT, 1, 2)
+        wav_BxTxC = jnp.swapaxes(wav_BxCxT, 1, 2)
+        if with_log_magnitude:
+            return wav_BxTxC, jnp.transpose(log_mag, (0, 2, 3, 1))
+        return wav_BxTxC

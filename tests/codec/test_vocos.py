@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from codec.api import Codec
+from codec.family import frame_spectrum_loss
 from codec.model import CodecConfig, CodecModel
 from codec.quantizer import QuantizerConfig
 from codec.vocos import VocosConfig
 from mgcore import dsp
+from mgcore.config import load_experiment
 from mgcore.config_types import ConfigError
 
 
@@ -99,6 +101,32 @@ def test_decoder_output_is_the_inverse_stft_of_its_head():
     np.testing.assert_allclose(
         np.asarray(dec(z, first))[0, :, 0], full[edge : edge + 12 * 80], rtol=1e-4, atol=1e-6
     )
+    # What it hands the frame-spectrum loss: the same audio and the log magnitudes written.
+    wav, log_mag = dec(z, first, with_log_magnitude=True)
+    np.testing.assert_array_equal(wav, dec(z, first))
+    np.testing.assert_allclose(np.asarray(log_mag)[0, 0], np.minimum(out[:, :bins], 4.6).T)
+
+
+def test_frame_spectrum_loss_compares_the_decoders_frames_with_the_inputs(rng):
+    model = _model(vocos_config())
+    wav = jnp.asarray(rng.standard_normal((2, 250, 1)) * 0.1, jnp.float32)  # 3.1 hops
+    _, _, log_mag = model(wav, with_log_magnitude=True)
+    # The input padded to 4 whole hops, framed as the encoder frames it: Hann windows of
+    # 320 centred on f * 80 + 40, turned to the global phase convention.
+    edge = (320 - 80) // 2
+    framed = np.pad(np.asarray(wav)[:, :, 0], ((0, 0), (edge, 70 + edge)))
+    window = np.hanning(321)[:-1]  # periodic Hann
+    spec = np.stack([np.fft.rfft(framed[:, f * 80 : f * 80 + 320] * window) for f in range(4)], -1)
+    phase = np.exp(-2j * np.pi * np.arange(161)[:, None] * np.arange(4)[None] * 80 / 320)
+    target = np.log(np.maximum(np.abs(spec * phase), 1e-5))[:, None]
+    assert log_mag.shape == target.shape == (2, 1, 161, 4)
+    np.testing.assert_allclose(
+        frame_spectrum_loss(model, wav, log_mag),
+        np.mean(np.abs(np.asarray(log_mag) - target)),
+        rtol=1e-4,
+    )
+    with pytest.raises(ConfigError, match='needs model.architecture="vocos"'):
+        load_experiment("experiments/codec_tiny.py", ["loss.frame_spectrum=1.0"])
 
 
 def test_saved_vocos_codec_loads_with_its_architecture(tmp_path, rng):
