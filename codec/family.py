@@ -34,19 +34,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from codec import vocos
 from codec.adversarial import (
     AdversarialLossConfig,
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
 )
-from codec import vocos
 from codec.discriminators import DiscriminatorConfig, Discriminators
 from codec.model import CodecConfig, CodecModel
 from mgcore import audio_metrics, dsp, spectral_losses
+from mgcore.config_types import ConfigError
 from mgcore.data.config import AudioDataConfig
 from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
-from mgcore.config_types import ConfigError
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, debug_experiment
@@ -116,7 +116,7 @@ class CodecExperiment:
         if self.loss.frame_spectrum and self.model.architecture != "vocos":
             raise ConfigError(
                 "loss.frame_spectrum compares the decoder's STFT frames with the input's: "
-                f"it needs model.architecture=\"vocos\", not {self.model.architecture!r}"
+                f'it needs model.architecture="vocos", not {self.model.architecture!r}'
             )
 
 
@@ -309,9 +309,12 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
     )
     vocos = dataclasses.replace(model.vocos, dim=16, encoder_depth=1, decoder_depth=1, dimension=16)
     quantizer = dataclasses.replace(
-        model.quantizer, dim=16, codebook_size=64, kmeans_iters=min(model.quantizer.kmeans_iters, 2),
+        model.quantizer,
+        dim=16,
+        codebook_size=64,
+        kmeans_iters=min(model.quantizer.kmeans_iters, 2),
         levels=(4, 4, 4),  # 64 grid points, for "fsq"
-    )  # fmt: skip
+    )
     return debug_experiment(
         config,
         data={"crop_seconds": 0.1},

@@ -37,7 +37,7 @@ def _grid(levels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     levels_C = np.asarray(levels, np.float32)
     half_width_C = np.floor(levels_C / 2)
     offset_C = np.where(levels_C % 2 == 0, 0.5, 0.0).astype(np.float32)
-    basis_C = np.cumprod([1] + list(levels[:-1])).astype(np.int32)
+    basis_C = np.cumprod([1, *levels[:-1]]).astype(np.int32)
     return half_width_C, offset_C, basis_C
 
 

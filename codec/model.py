@@ -232,7 +232,7 @@ class CodecModel(nnx.Module):
         train: bool = False,
         n_codebooks: int | None = None,
         with_log_magnitude: bool = False,
-    ) -> tuple:
+    ) -> tuple[jax.Array, QuantizerOutput] | tuple[jax.Array, QuantizerOutput, jax.Array]:
         """Round trip for training: (reconstruction trimmed to T samples, quantiser output).
 
         Args:
@@ -248,6 +248,6 @@ class CodecModel(nnx.Module):
         if not with_log_magnitude:
             return self.decode_latents(q.z_q_BxFxD, wav_BxTxC.shape[1]), q
         if self.config.architecture != "vocos":
-            raise ValueError("with_log_magnitude needs the \"vocos\" architecture")
+            raise ValueError('with_log_magnitude needs the "vocos" architecture')
         wav_hat_BxTxC, log_mag = self.decoder(q.z_q_BxFxD, with_log_magnitude=True)
         return wav_hat_BxTxC[:, : wav_BxTxC.shape[1]], q, log_mag

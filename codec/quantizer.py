@@ -1,7 +1,7 @@
 """Residual quantisation (RVQ): K codebooks of N entries, three flavours, Flax NNX.
 
 The residual scheme is SoundStream's (Algorithm 1): codebook k quantises what codebooks
-0..k-1 left over, and the latent is the sum of the K chosen embeddings. Two quantisers:
+0..k-1 left over, and the latent is the sum of the K chosen embeddings. Three quantisers:
 
 - `kind="factorized"`, DAC's (descript-audio-codec `dac/nn/quantize.py`, transformers
   `DacVectorQuantize` / `DacResidualVectorQuantizer`; pieces in
@@ -281,8 +281,8 @@ class ResidualVectorQuantizer(nnx.Module):
         """Each codebook's contribution to the latent, `[B, K, F, D]` float32.
 
         For "factorized" this is out_proj(codebook[code]) (DAC `from_codes` per codebook);
-        for "ema", embed[code]; for "fsq", out_proj(grid[code]). Summing over K gives `decode`. K may be smaller than
-        num_codebooks: the first K codebooks are used.
+        for "ema", embed[code]; for "fsq", out_proj(grid[code]). Summing over K gives
+        `decode`. K may be smaller than num_codebooks: the first K codebooks are used.
 
         Args:
           codes_BxKxF: integer codes.

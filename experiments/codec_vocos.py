@@ -24,7 +24,6 @@ from mgcore.config import ConfigError, parse_arg
 from mgcore.optim import OptimizerConfig
 from mgcore.trainer import TrainConfig
 
-
 # The quantisers compared at equal steps (results/codec_vocos/README.md, "The quantiser"):
 # 4 codebooks of about 1024 entries over the 64-dim latent, quantiser dropout 0.5 each.
 # After 2000 steps, on the 166 test clips, the first codebook used 37 % of its entries
@@ -59,7 +58,12 @@ def get_config(arg: str = "") -> CodecExperiment:
         sample_rate=16000,
         architecture="vocos",
         vocos=VocosConfig(
-            hop_length=320, n_fft=1280, dim=256, encoder_depth=4, decoder_depth=8, dimension=64,
+            hop_length=320,
+            n_fft=1280,
+            dim=256,
+            encoder_depth=4,
+            decoder_depth=8,
+            dimension=64,
         ),
         quantizer=QUANTIZERS[quantizer],
     )

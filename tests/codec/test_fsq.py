@@ -31,7 +31,7 @@ def _np_fsq(z_MxC: np.ndarray, levels=LEVELS) -> tuple[np.ndarray, np.ndarray]:
     bounded = np.tanh(z_MxC + np.arctanh(offset / half_l)) * half_l - offset
     half_width = np.floor(levels_C / 2)
     digits = np.round(bounded) + half_width
-    basis = np.cumprod([1] + list(levels[:-1]))
+    basis = np.cumprod([1, *levels[:-1]])
     return np.round(bounded) / half_width, (digits * basis).sum(1).astype(np.int64)
 
 

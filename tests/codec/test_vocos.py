@@ -125,7 +125,7 @@ def test_frame_spectrum_loss_compares_the_decoders_frames_with_the_inputs(rng):
         np.mean(np.abs(np.asarray(log_mag) - target)),
         rtol=1e-4,
     )
-    with pytest.raises(ConfigError, match='needs model.architecture="vocos"'):
+    with pytest.raises(ConfigError, match=r'needs model\.architecture="vocos"'):
         load_experiment("experiments/codec_tiny.py", ["loss.frame_spectrum=1.0"])
 
 
