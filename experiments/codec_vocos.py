@@ -64,6 +64,10 @@ def get_config(arg: str = "") -> CodecExperiment:
             encoder_depth=4,
             decoder_depth=8,
             dimension=64,
+            # Each frame's own phase, as Vocos: at 2000 equal steps with EMA codes it
+            # reached mel distance 2.519 against 2.603 with the global convention,
+            # instruments heard 11 % against 5 %, CLAP 0.292 against 0.243 (166 test clips).
+            phase="frame",
         ),
         quantizer=QUANTIZERS[quantizer],
     )
