@@ -151,7 +151,7 @@ def profile(shape: str, models: dict, batch: int, frames: int, scan_seconds: dic
         @functools.partial(jax.jit, donate_argnums=(2,))
         def step(state, tokens_BxK, cache, pos, cross, text_mask, graphdef=graphdef, dtype=dtype):
             lm = nnx.merge(graphdef, state)
-            return lm.decode_step(tokens_BxK, pos, cache, cross, text_mask, dtype)
+            return lm.decode_step(tokens_BxK, pos, cache, cross, dtype)
 
         cross = jax.jit(lambda st, t, m, g=graphdef, dt=dtype: nnx.merge(g, st).cross_kv(t, m, dt))(
             state, text2, mask2

@@ -89,6 +89,13 @@ def _add_data_commands(sub) -> None:
     prepare.add_argument("--test-fraction", type=_fraction, default=0.05)
     prepare.add_argument("--min-seconds", type=_positive_float, default=1.0)
     prepare.add_argument("--workers", type=_positive_int, default=2)
+    prepare.add_argument(
+        "--annotate",
+        action="store_true",
+        help="estimate each clip's tempo, beats and key (and, with --judge, instruments) "
+        "into its attributes, marked as estimated (for training with controls)",
+    )
+    prepare.add_argument("--judge", help="judge folder or workdir that hears instruments")
     prepare.set_defaults(run="cmd_data_prepare")
 
     check = dsub.add_parser(

@@ -54,6 +54,19 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _control_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "controls",
+        "what the music should follow (models trained with controls); each wins over what "
+        "the prompt says, which is read too ('126 BPM', 'in E minor', 'in 3/4', instruments)",
+    )
+    g.add_argument("--bpm", type=float, help="tempo, quarter-note beats per minute (30-300)")
+    g.add_argument("--key", help="key and mode, e.g. 'E minor', 'F#m', 'B-flat major', 'D dorian'")
+    g.add_argument("--time-signature", help="metre, e.g. 4/4, 3/4, 6/8")
+    g.add_argument("--instruments", help="comma-separated instruments, e.g. piano,drums")
+    g.add_argument("--chords", help="one chord per bar, repeating, e.g. 'Am F C G'")
+
+
 def add_generate_commands(sub) -> None:
     gen = sub.add_parser(
         "generate",
@@ -66,6 +79,7 @@ def add_generate_commands(sub) -> None:
         "-o", "--output", default="out.wav", help="output .wav/.flac (default out.wav)"
     )
     _sampling_flags(gen)
+    _control_flags(gen)
     gen.set_defaults(run="cmd_generate")
 
     cont = sub.add_parser(
@@ -82,6 +96,7 @@ def add_generate_commands(sub) -> None:
         "-o", "--output", default="continued.wav", help="output .wav/.flac (default continued.wav)"
     )
     _sampling_flags(cont)
+    _control_flags(cont)
     cont.set_defaults(run="cmd_continue")
 
     asm = sub.add_parser(

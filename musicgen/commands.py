@@ -27,6 +27,8 @@ from mgcore.trainer import EXIT_PREEMPTED, NonFiniteError, Preempted
 from mgcore.weights import PretrainedError
 from musicgen import demo, inputs, train
 from musicgen.cli_types import UsageError
+from musicgen.controls import ControlError, Controls
+from musicgen.controls.annotate import annotate_manifest, summary_line
 from musicgen.evaluation.codec_music import evaluate_codec_music
 from musicgen.evaluation.codec_music import markdown as codec_markdown
 from musicgen.evaluation.codec_music import write_report as write_codec_report
@@ -49,6 +51,7 @@ from musicgen.text import TextEncoderError
 # Errors that mean bad input, not a bug: reported in one line, exit status 1.
 USER_ERRORS: tuple[type[Exception], ...] = (
     AudioFileError,
+    ControlError,
     ConfigError,
     ManifestError,
     NonFiniteError,
@@ -112,6 +115,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     print(report.format_table())
+    if args.annotate:
+        judge = Judge.from_pretrained(args.judge) if args.judge else None
+        print(summary_line(annotate_manifest(args.out, judge=judge)))
     print(f"manifest: {args.out} ({report.usable} clips)")
     return 0
 
@@ -240,8 +246,25 @@ def _load(args: argparse.Namespace):
     return mg
 
 
+def _controls(args: argparse.Namespace) -> dict | None:
+    """The control flags given (None: none), checked before any model is loaded."""
+    given = {
+        name: getattr(args, name)
+        for name in ("bpm", "key", "time_signature", "instruments", "chords")
+        if getattr(args, name, None) is not None
+    }
+    if not given:
+        return None
+    try:
+        Controls.make(**given)
+    except ControlError as err:
+        raise UsageError(str(err)) from None
+    return given
+
+
 def _options(args: argparse.Namespace) -> dict:
     return dict(
+        controls=_controls(args),
         seed=args.seed,
         cfg_coef=args.cfg_coef,
         temperature=args.temperature,
@@ -292,6 +315,9 @@ def _run(mg, call, paths: list[Path]) -> int:
     except inputs.BadArgument as err:  # the pipeline's checks, before any model work
         raise UsageError(str(err)) from None
     total = time.perf_counter() - start
+    for i, used in enumerate(mg.controls_used):
+        label = f" {i}" if len(mg.controls_used) > 1 else ""
+        print(f"controls{label}: {used.describe()}")
     for path, clip in zip(paths, audio, strict=True):
         _save(path, clip, mg.sample_rate)
         print(f"written: {path} ({clip.shape[-1] / mg.sample_rate:.1f} s, {mg.sample_rate} Hz)")
@@ -302,6 +328,7 @@ def _run(mg, call, paths: list[Path]) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     _prompts(args.prompts)
+    _controls(args)
     paths = output_paths(args.output, len(args.prompts))
     mg = _load(args)
     return _run(mg, lambda: mg.generate(args.prompts, args.duration, **_options(args)), paths)
@@ -309,6 +336,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_continue(args: argparse.Namespace) -> int:
     prompts = _prompts([args.prompt], allow_empty=True) if args.prompt else None
+    _controls(args)
     paths = output_paths(args.output, 1)
     info = demo.check_clip(args.clip)  # the header only: a long clip is refused undecoded
     if info.duration >= args.duration:

@@ -42,6 +42,9 @@ from mgcore import audio as audio_io
 from mgcore.config_types import ConfigError
 from mgcore.weights import PretrainedError, flatten_state, to_float16
 from musicgen import inputs
+from musicgen.controls import ControlError, Controls
+from musicgen.controls.estimate import estimate_controls
+from musicgen.controls.parse import parse_prompt
 from musicgen.lm.api import LanguageModel, load_hf_musicgen
 from musicgen.lm.sampling import SamplingConfig
 from musicgen.pipeline_folder import (
@@ -54,6 +57,24 @@ from musicgen.pipeline_folder import (
 OUTPUT_RATE = 44100
 CROSSFADE_SECONDS = 0.05  # a continuation's equal-power fade from the clip into new audio
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "models" / "reference"
+
+
+def _as_controls(value) -> Controls:
+    if value is None:
+        return Controls()
+    if isinstance(value, Controls):
+        return value
+    if isinstance(value, dict):
+        try:
+            return Controls.make(**value)
+        except TypeError:
+            raise inputs.BadArgument(
+                f"unknown controls {sorted(value)}: give bpm, key, time_signature, "
+                "instruments, chords"
+            ) from None
+    raise inputs.BadArgumentType(
+        f"each control must be a Controls, a dict or None, got {inputs.show(value)}"
+    )
 
 
 def same_codec(a, b) -> bool:
@@ -128,6 +149,7 @@ class MusicGen:
         self.sampling = sampling or SamplingConfig()
         self.refine_steps = inputs.refine_steps(refine_steps)
         self.timings: dict[str, float] = {}
+        self.controls_used: list[Controls] = []  # of the last generation, one per row
 
     sample_rate = OUTPUT_RATE
 
@@ -148,6 +170,44 @@ class MusicGen:
             return dataclasses.replace(self.sampling, **changes)
         except ConfigError as err:  # SamplingConfig's own range checks
             raise inputs.BadArgument(str(err).removeprefix("sampling ")) from None
+
+    def resolve_controls(self, prompts: Sequence[str], controls=None, fallback=None) -> list:
+        """The `Controls` each prompt is generated with: the explicit ones, then what the
+        prompt states (`parse_prompt`), then `fallback` (a continued clip's estimate).
+
+        Args:
+          prompts: the checked prompts.
+          controls: None, one `Controls` (or a dict of `Controls.make`'s arguments: bpm,
+            key, time_signature, instruments, chords) for every prompt, or one per prompt.
+          fallback: a `Controls` per prompt used where neither gives a value (or None).
+
+        An LM trained without controls takes none: explicit ones are refused, the parsed
+        ones are not used (all come back empty).
+        """
+        n = len(prompts)
+        if controls is None or isinstance(controls, Controls | dict):
+            given = [controls] * n
+        elif isinstance(controls, str) or not isinstance(controls, Sequence):
+            raise inputs.BadArgumentType(
+                f"controls must be a Controls, a dict, or one per prompt, got "
+                f"{inputs.show(controls)}"
+            )
+        else:
+            given = list(controls)
+            if len(given) != n:
+                raise inputs.BadArgument(f"{len(given)} controls for {n} prompts")
+        try:
+            explicit = [_as_controls(c) for c in given]
+            if not self.lm.config.controls:
+                self.lm.check_controls(explicit, n)
+                return [Controls()] * n
+            fallback = fallback or [Controls()] * n
+            return [
+                e.merged(parse_prompt(p)).merged(f)
+                for e, p, f in zip(explicit, prompts, fallback, strict=True)
+            ]
+        except ControlError as err:
+            raise inputs.BadArgument(str(err)) from None
 
     def _options(self, seed, refine, refine_steps, progress) -> dict:
         steps = self.refine_steps if refine_steps is None else inputs.refine_steps(refine_steps)
@@ -173,6 +233,7 @@ class MusicGen:
         refine: bool = True,
         refine_steps: int | None = None,
         progress: bool = True,
+        controls=None,
     ) -> np.ndarray:
         """44.1 kHz audio `[batch, channels, samples]`, one row per prompt.
 
@@ -180,6 +241,8 @@ class MusicGen:
 
         Args:
           prompts: text prompts (a string is one prompt).
+          controls: tempo, metre, key, instruments, chords (`resolve_controls`): explicit
+            values win over what each prompt states; `controls_used` says what was used.
           duration: seconds to generate (at most `max_duration`).
           seed: the same seed and arguments give the same audio; in [0, 2**32).
           cfg_coef, temperature, top_k, top_p: sampling (default: the pipeline's).
@@ -193,7 +256,8 @@ class MusicGen:
         duration = self._check_duration(duration)
         sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
         options = self._options(seed, refine, refine_steps, progress)
-        return self._run(prompts, duration, None, sampling, **options)
+        used = self.resolve_controls(prompts, controls)
+        return self._run(prompts, duration, None, sampling, controls=used, **options)
 
     def generate_unconditional(
         self,
@@ -213,7 +277,7 @@ class MusicGen:
         duration = self._check_duration(duration)
         sampling = self._sampling(1.0, temperature, top_k, top_p)
         options = self._options(seed, refine, refine_steps, progress)
-        return self._run([""] * n, duration, None, sampling, **options)
+        return self._run([""] * n, duration, None, sampling, controls=None, **options)
 
     def generate_continuation(
         self,
@@ -230,6 +294,7 @@ class MusicGen:
         refine: bool = True,
         refine_steps=None,
         progress: bool = True,
+        controls=None,
     ) -> np.ndarray:
         """The clip continued to `duration` seconds in all: `[batch, channels, samples]`.
 
@@ -245,6 +310,8 @@ class MusicGen:
           duration: total seconds of the result, the clip included; longer than the clip.
           seed, cfg_coef, temperature, top_k, top_p, refine, refine_steps, progress:
             as `generate`.
+          controls: as `generate`; where neither they nor the prompt give a tempo or key,
+            the clip's own (estimated: tempo, beat phase, key and mode) are continued.
         """
         wav = inputs.audio(audio)
         rate = inputs.sample_rate(sample_rate)
@@ -259,16 +326,31 @@ class MusicGen:
             raise inputs.BadArgument(f"{len(prompts)} prompts for {len(wav)} clips")
         sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
         options = self._options(seed, refine, refine_steps, progress)
+        self.resolve_controls(prompts, controls)  # bad controls fail before the estimate
+        clip_controls = None
+        if self.lm.config.controls:
+            clip_controls = [estimate_controls(x, rate) for x in wav]
+        used = self.resolve_controls(prompts, controls, clip_controls)
         codec = self.codec
         prompt_codes = codec.encode(
             audio_io.to_format(wav, rate, codec.sample_rate, codec.channels)
         )
-        out = self._run(prompts, duration, prompt_codes, sampling, **options)
+        out = self._run(prompts, duration, prompt_codes, sampling, controls=used, **options)
         kept = audio_io.to_format(wav, rate, OUTPUT_RATE, out.shape[1])
         return keep_clip(out, kept, round(CROSSFADE_SECONDS * OUTPUT_RATE))
 
     def _run(
-        self, prompts, duration, prompt_codes, sampling, *, seed, refine, refine_steps, progress
+        self,
+        prompts,
+        duration,
+        prompt_codes,
+        sampling,
+        *,
+        controls,
+        seed,
+        refine,
+        refine_steps,
+        progress,
     ) -> np.ndarray:
         import time
 
@@ -288,8 +370,10 @@ class MusicGen:
             seed=seed,
             prompt_codes=prompt_codes,
             progress=advance,
+            controls=controls if self.lm.config.controls else None,
         )
         bar.close()
+        self.controls_used = list(controls or [Controls()] * len(prompts))
         self.timings = {"lm": time.perf_counter() - start}
         start = time.perf_counter()
         samples = round(duration * OUTPUT_RATE)

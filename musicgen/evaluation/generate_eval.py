@@ -18,7 +18,9 @@ from codec.api import Codec, load_codec
 from mgcore import audio as audio_io
 from mgcore.config import ConfigError, saved_config_dict, to_dict
 from mgcore.data.manifest import ManifestIndex
+from musicgen.controls.parse import parse_prompt
 from musicgen.evaluation import scoring
+from musicgen.evaluation.controls_eval import evaluate_controls
 from musicgen.evaluation.judge.api import Judge, default_judge
 from musicgen.evaluation.judge.eval import evaluate_judge
 from musicgen.evaluation.memorisation import FrameIndex
@@ -150,12 +152,14 @@ def evaluate_generation(
     frames = round(config.seconds * codec_model.frame_rate)
     generated_codes, generated = [], []
     bar = tqdm(total=n, desc="generate", disable=not progress)
+    parsed = [parse_prompt(clip.prompt) for clip in clips] if lm.config.controls else None
     for s in _batches(n, config.batch):
         c = lm.generate(
             [clip.prompt for clip in clips[s]],
             frames,
             sampling=config.sampling,
             seed=config.seed + s.start,
+            controls=None if parsed is None else parsed[s],
         )
         generated_codes.append(c)
         generated.append(codec_model.decode(c, samples))
@@ -194,6 +198,22 @@ def evaluate_generation(
             },
         )
 
+    controls = None
+    if lm.config.controls:
+        start = time.perf_counter()
+
+        def generate(prompts, asked):
+            out = []
+            for s in _batches(len(prompts), config.batch):
+                codes = lm.generate(prompts[s], frames, sampling=config.sampling,
+                                    seed=config.seed + s.start,
+                                    controls=None if asked is None else asked[s])  # fmt: skip
+                out.append(codec_model.decode(codes, samples))
+            return np.concatenate(out), codec_model.sample_rate
+
+        controls = evaluate_controls(generate, real, REAL_RATE, clips, config, judge_model, perm)
+        times["controls"] = time.perf_counter() - start
+
     start = time.perf_counter()
     continuation = _continuations(lm, codec_model, clips, config, progress)
     times["continue"] = time.perf_counter() - start
@@ -211,6 +231,7 @@ def evaluate_generation(
         config=to_dict(config),
         clips=n,
         rows=rows,
+        controls=controls,
         continuation=continuation,
         judge_check=judge_check,
         seconds=times,

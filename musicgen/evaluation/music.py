@@ -71,7 +71,7 @@ _ACCIDENTAL = re.compile(r"[\s-]*(#|♯|sharp|b|♭|flat|x|##|bb)?\s*$", re.IGNO
 _SHIFT = {"#": 1, "♯": 1, "sharp": 1, "x": 2, "##": 2, "b": -1, "♭": -1, "flat": -1, "bb": -2}
 
 
-def _mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+def mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """`[C, T]` or `[T]` audio as a mono float32 `[T]` at ANALYSIS_RATE."""
     x = np.asarray(audio, np.float32)
     if x.ndim == 2:
@@ -89,7 +89,7 @@ def estimate_tempo(audio: np.ndarray, sample_rate: int) -> float:
       audio: `[C, T]` or `[T]` float audio (channels are mixed to mono).
       sample_rate: its sample rate.
     """
-    y = _mono(audio, sample_rate)
+    y = mono(audio, sample_rate)
     onsets = librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE, hop_length=TEMPO_HOP)
     if not onsets.any():
         return 0.0
@@ -187,7 +187,7 @@ def estimate_key(
       sample_rate: its sample rate.
       profile: the key profiles, a name in KEY_PROFILES.
     """
-    y = _mono(audio, sample_rate)
+    y = mono(audio, sample_rate)
     chroma_12xF = librosa.feature.chroma_cqt(
         y=y, sr=ANALYSIS_RATE, hop_length=CHROMA_HOP, norm=None
     )

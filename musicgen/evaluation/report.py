@@ -30,14 +30,23 @@ COLUMNS = (  # key, header, format
 )
 
 
+CONTROL_COLUMNS = (
+    ("tempo", "tempo ✓", "share"),
+    ("beat_f", "beat F", "float"),
+    ("key", "key ✓", "share"),
+    ("chords", "chords per bar", "share"),
+    ("instruments", "instruments ✓", "share"),
+)
+
+
 def cell(row: dict, key: str, kind: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
+    n = row.get(key.split("_")[0] + "_n", row.get(key + "_n"))
     if kind == "share":
-        n = row.get(key.split("_")[0] + "_n")
         return f"{100 * value:.0f} %" + (f" ({n})" if n is not None else "")
-    return f"{value:.3f}"
+    return f"{value:.3f}" + (f" ({n})" if key + "_n" in row else "")
 
 
 def markdown(report: dict) -> str:
@@ -59,6 +68,19 @@ def markdown(report: dict) -> str:
     ]
     for name, row in report["rows"].items():
         lines.append(f"| {name} | " + " | ".join(cell(row, k, f) for k, _, f in COLUMNS) + " |")
+    controls = report.get("controls") or {}
+    if controls:
+        lines += [
+            "",
+            "Controls (`musicgen/evaluation/controls_eval.py`): each row scored against what "
+            "it asked. Tempo and beats on drum-bearing clips; key on major and minor keys.",
+            "",
+            "| audio | " + " | ".join(h for _, h, _ in CONTROL_COLUMNS) + " |",
+            "| --- " * (len(CONTROL_COLUMNS) + 1) + "|",
+        ]
+        for name, row in controls.items():
+            cells = " | ".join(cell(row, k, f) for k, _, f in CONTROL_COLUMNS)
+            lines.append(f"| {name} | {cells} |")
     cont = report.get("continuation") or {}
     if cont:
         lines += [

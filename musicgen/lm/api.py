@@ -40,6 +40,7 @@ from mgcore.weights import (
     is_workdir,
     load_workdir_model,
 )
+from musicgen.controls import ControlError, Controls
 from musicgen.lm import hf_import
 from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
 from musicgen.lm.sampling import SamplingConfig, generate_codes
@@ -167,11 +168,15 @@ class LanguageModel:
         seed: int = 0,
         prompt_codes: np.ndarray | None = None,
         progress: Callable[[int, int], None] | None = None,
+        controls: Sequence[Controls] | None = None,
     ) -> np.ndarray:
-        """Codes `[B, K, frames]` for one text prompt per row ("" for none)."""
+        """Codes `[B, K, frames]` for one text prompt per row ("" for none), and one
+        `Controls` per row (None: none asked; an LM trained without controls refuses
+        any that are asked)."""
         for p in prompts:
             if not isinstance(p, str):
                 raise TypeError(f"prompts must be strings, got {type(p).__name__}")
+        controls = self.check_controls(controls, len(prompts))
         text = self.conditioner(list(prompts))
         window = self.window
         stride = max(1, round(window * STRIDE_FRACTION))
@@ -186,7 +191,23 @@ class LanguageModel:
             window=window,
             stride=stride,
             progress=progress,
+            controls=controls,
+            frame_rate=self.frame_rate,
         )
+
+    def check_controls(self, controls, rows: int) -> list[Controls] | None:
+        """What `generate` passes on: one `Controls` per row for an LM with controls (none
+        asked where None), None for one without (which refuses asked controls)."""
+        if controls is not None and len(controls) != rows:
+            raise ValueError(f"{len(controls)} controls for {rows} prompts")
+        if not self.config.controls:
+            if controls is not None and any(c is not None and not c.empty for c in controls):
+                raise ControlError(
+                    "this LM was trained without controls; leave them out, or use an LM "
+                    "trained with them (model.controls)"
+                )
+            return None
+        return [c or Controls() for c in controls or [None] * rows]
 
     def generate_audio(
         self,
@@ -197,11 +218,17 @@ class LanguageModel:
         sampling: SamplingConfig | None = None,
         seed: int = 0,
         progress=None,
+        controls: Sequence[Controls] | None = None,
     ) -> np.ndarray:
-        """Audio `[B, C, T]` at the codec's rate for each prompt."""
+        """Audio `[B, C, T]` at the codec's rate for each prompt (and its controls)."""
         frames = max(1, round(seconds * codec.frame_rate))
         codes = self.generate(
-            prompts, frames, sampling=sampling or SamplingConfig(), seed=seed, progress=progress
+            prompts,
+            frames,
+            sampling=sampling or SamplingConfig(),
+            seed=seed,
+            progress=progress,
+            controls=controls,
         )
         return codec.decode(codes, round(seconds * codec.sample_rate))
 
@@ -216,6 +243,7 @@ class LanguageModel:
         sampling: SamplingConfig | None = None,
         seed: int = 0,
         progress=None,
+        controls: Sequence[Controls] | None = None,
     ) -> np.ndarray:
         """The clip's codes kept, continued to `seconds` in total: audio `[B, C, T]`.
 
@@ -238,6 +266,7 @@ class LanguageModel:
             seed=seed,
             prompt_codes=prompt_codes,
             progress=progress,
+            controls=controls,
         )
         return codec.decode(codes, round(frames / codec.frame_rate * codec.sample_rate))
 
@@ -310,9 +339,12 @@ def generate_audio(
     sampling: SamplingConfig,
     seed: int = 0,
     window_seconds: float | None = None,
+    controls: Sequence[Controls] | None = None,
 ) -> np.ndarray:
     """Audio `[B, C, T]` from a bare decoder (the training family's evaluation hook)."""
     lm = LanguageModel(
         model, TextConfig(), window_seconds or seconds, codec.frame_rate, conditioner
     )
-    return lm.generate_audio(codec, prompts, seconds, sampling=sampling, seed=seed)
+    return lm.generate_audio(
+        codec, prompts, seconds, sampling=sampling, seed=seed, controls=controls
+    )

@@ -27,6 +27,10 @@ from musicgen.lm.token_cache import TokenCache
 from musicgen.lm.token_loader import TokenLoader, TokenPipelineConfig
 
 WEIGHTS = ("float32", "bfloat16", "int8")
+# What each window is scored with: the caption, nothing, and (for an LM with controls) the
+# caption with the clip's true controls, and the controls without the caption.
+CONDITIONS = {"text": "real", "empty": "empty", "controls": "real + controls",
+              "controls_only": "controls only"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -64,7 +68,10 @@ class LMReport:
                 "|---|---|" + "---|" * (k + 1),
             ]
             for weights, r in self.results.items():
-                for name, label in ((f"ce_text{part}", "real"), (f"ce_empty{part}", "empty")):
+                for caption, label in CONDITIONS.items():
+                    name = f"ce_{caption}{part}"
+                    if name not in r:
+                        continue
                     cells = " | ".join(f"{v:.4f}" for v in r[name])
                     lines.append(f"| {weights} | {label} | {cells} | {np.mean(r[name]):.4f} |")
         base = self.results.get("float32")
@@ -95,7 +102,8 @@ def evaluate_lm(
     batch_size: int = 8,
     weights: tuple[str, ...] = WEIGHTS,
 ) -> LMReport:
-    """Scores every window of `split` with real and empty captions, per weight format.
+    """Scores every window of `split` with real and empty captions (and, for an LM with
+    controls, with the clips' true controls), per weight format.
 
     Args:
       checkpoint: a saved LM or an LM training workdir.
@@ -122,6 +130,9 @@ def evaluate_lm(
         num_epochs=1,
         shard_index=0,
         shard_count=1,
+        controls=lm.config.controls,  # the clips' true controls, none dropped
+        controls_off=0.0,
+        control_dropout=0.0,
     )
     batches = list(TextBatches(TokenLoader(cache.root, split, pipeline), lm.conditioner))
     results = {}
@@ -133,8 +144,9 @@ def evaluate_lm(
         k = lm.config.num_codebooks
         results[name] = {
             f"ce_{caption}{part}": [values[f"eval/ce_{caption}{part}_{i}"] for i in range(k)]
-            for caption in ("text", "empty")
+            for caption in CONDITIONS
             for part in ("", "_head")
+            if f"eval/ce_{caption}{part}_0" in values
         }
         results[name]["gap_se"] = values["eval/text_gap_se"]
         results[name]["gap_head_se"] = values["eval/text_gap_head_se"]

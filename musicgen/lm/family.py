@@ -38,9 +38,11 @@ from mgcore.data.config import DataConfig
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, debug_experiment
+from musicgen.controls.parse import parse_prompt
 from musicgen.evaluation.judge.api import Judge
 from musicgen.evaluation.scoring import adherence
 from musicgen.lm.api import generate_audio
+from musicgen.lm.controls import batch_controls
 from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.patterns import Pattern
 from musicgen.lm.sampling import SamplingConfig
@@ -67,6 +69,9 @@ class LMDataConfig(DataConfig):
       caption_dropout: probability that a training caption is dropped (MusicGen 0.3).
       caption_variants: train on this many rewrites of each clip's caption from its
         attributes besides its own (`TokenPipelineConfig.caption_variants`; 0: off).
+      controls_off, control_dropout: with `model.controls`, the probability that an
+        example has no controls (text alone), and otherwise of dropping each control
+        (`TokenPipelineConfig`).
       eval_batches: held-out batches the evaluation hook scores (each `batch_size`).
       eval_generate: captions the hook generates for; `eval_seconds` of audio each.
       eval_judge: a judge folder or workdir (`musicgen/evaluation/judge/`); the hook
@@ -79,6 +84,8 @@ class LMDataConfig(DataConfig):
     seconds: float = 10.0
     caption_dropout: float = 0.3
     caption_variants: int = 0
+    controls_off: float = 0.3
+    control_dropout: float = 0.3
     eval_batches: int = 4
     eval_generate: int = 2
     eval_seconds: float = 4.0
@@ -114,7 +121,9 @@ def token_nll(model: MusicGenLM, batch: dict, dtype=jnp.float32, dropout_rng=Non
     seq_BxKxS = pattern.interleave(codes_BxKxF, config.special, steps, xp=jnp)
     start = jnp.full_like(seq_BxKxS[..., :1], config.special)
     inputs_BxKxS = jnp.concatenate([start, seq_BxKxS[..., :-1]], axis=-1)
-    logits_BxKxSxV = model(inputs_BxKxS, batch["text"], batch["text_mask"], dtype, dropout_rng)
+    logits_BxKxSxV = model(
+        inputs_BxKxS, batch["text"], batch["text_mask"], dtype, dropout_rng, batch_controls(batch)
+    )
     logp = jax.nn.log_softmax(logits_BxKxSxV, axis=-1)
     nll_BxKxS = -jnp.take_along_axis(logp, seq_BxKxS[..., None], axis=-1)[..., 0]
     valid_BxKxS = pattern.valid(steps, batch["length"], xp=jnp).astype(jnp.float32)
@@ -144,8 +153,10 @@ class TextBatches:
         captions = [str(c) for c in batch["caption"]]
         text = self.conditioner(captions)
         extra = {"captions": captions} if self.keep_captions else {}
+        controls = {k: v for k, v in batch.items() if k.startswith("control_")}
         return {
             **extra,
+            **controls,
             "codes": np.asarray(batch["codes"], np.int32),
             "length": np.asarray(batch["length"], np.int32),
             "text": text.hidden_BxLxD,
@@ -237,6 +248,9 @@ class LMFamily:
             seed=data.seed,
             caption_dropout=data.caption_dropout,
             caption_variants=data.caption_variants,
+            controls=model.controls,
+            controls_off=data.controls_off,
+            control_dropout=data.control_dropout,
         )
         pipeline = dataclasses.replace(pipeline, **changes)
         loader = TokenLoader(cache.root, split, pipeline)
@@ -264,6 +278,8 @@ class LMFamily:
             crop="start",
             caption_dropout=0.0,
             caption_variants=0,
+            controls_off=0.0,
+            control_dropout=0.0,
             caption_field=caption_field,
             shard_index=0,
             shard_count=1,
@@ -294,6 +310,8 @@ class LMFamily:
         captions = [line["caption"] for line in lines]
         if not captions:
             return
+        # An LM with controls generates with what the captions state (the pipeline's way).
+        controls = [parse_prompt(c) for c in captions] if model.config.controls else None
         audio_BxCxT = generate_audio(
             model,
             self.codec,
@@ -302,6 +320,7 @@ class LMFamily:
             data.eval_seconds,
             sampling=self.config.sampling,
             seed=step,
+            controls=controls,
         )
         rate = self.codec.sample_rate
         for i, clip in enumerate(audio_BxCxT):
@@ -317,50 +336,62 @@ class LMFamily:
 def evaluate_text_gap(
     model: MusicGenLM, batches, conditioner, dtype: str = "float32", head_steps: int = 0
 ) -> dict:
-    """Held-out cross-entropy per codebook with the real and with the empty caption.
+    """Held-out cross-entropy per codebook with the real and with the empty caption, and,
+    for batches that carry controls, with them.
 
     Returns `eval/ce_text_k`, `eval/ce_empty_k` (nats per token, codebook k), their
     means `eval/ce_text`, `eval/ce_empty`, `eval/text_gap` (empty - text) and
     `eval/text_gap_se`, the standard error of that gap over windows (each window's own
-    gap, averaged over codebooks). With `head_steps`, the same `*_head` values over each
-    window's first `head_steps` steps: where a window starts without audio context the
-    caption is all the model knows, so the text's effect is largest there.
+    gap, averaged over codebooks). "text" is the caption alone (no controls) and "empty"
+    nothing at all. With controls in the batches, also `eval/ce_controls` (caption and
+    controls), `eval/ce_controls_only` (controls, no caption) and `eval/control_gap`
+    (text - controls, with its `_se`). With `head_steps`, the same `*_head` values over
+    each window's first `head_steps` steps: where a window starts without audio context
+    the conditions are all the model knows, so their effect is largest there.
     """
     graphdef, state = nnx.split(model)
     k = model.config.num_codebooks
     parts = ("", "_head") if head_steps else ("",)
-    sums = {(name, part): [] for name in ("text", "empty") for part in parts}
+    sums: dict[tuple[str, str], list] = {}
     counts = {part: [] for part in parts}
     for batch in batches:
         empty = conditioner([""] * batch["codes"].shape[0])
-        variants = {
-            "text": batch,
-            "empty": {**batch, "text": empty.hidden_BxLxD, "text_mask": empty.mask_BxL},
-        }
+        plain = {key: batch[key] for key in ("codes", "length", "text", "text_mask")}
+        nothing = {**plain, "text": empty.hidden_BxLxD, "text_mask": empty.mask_BxL}
+        variants = {"text": plain, "empty": nothing}
+        controls = {key: v for key, v in batch.items() if key.startswith("control_")}
+        if controls:
+            variants.update(controls={**plain, **controls}, controls_only={**nothing, **controls})
         for name, b in variants.items():
-            arrays = {key: jnp.asarray(b[key]) for key in ("codes", "length", "text", "text_mask")}
+            arrays = {key: jnp.asarray(v) for key, v in b.items()}
             out = [np.asarray(x) for x in _window_nll(graphdef, state, arrays, dtype, head_steps)]
             real = np.asarray(batch["length"]) > 0
             for i, part in enumerate(parts):
-                sums[name, part].append(out[2 * i][real])
+                sums.setdefault((name, part), []).append(out[2 * i][real])
                 if name == "text":
                     counts[part].append(out[2 * i + 1][real])
+    names = list(dict.fromkeys(name for name, _ in sums)) or ["text", "empty"]
     values = {}
     for part in parts:
         count_WxK = np.concatenate(counts[part]) if counts[part] else np.zeros((0, k))
         per_window = {}
-        for name in ("text", "empty"):
-            sum_WxK = np.concatenate(sums[name, part]) if sums[name, part] else np.zeros((0, k))
+        for name in names:
+            parts_of = sums.get((name, part)) or [np.zeros((0, k))]
+            sum_WxK = np.concatenate(parts_of)
             ce_K = sum_WxK.sum(0) / np.maximum(count_WxK.sum(0), 1)
             values.update({f"eval/ce_{name}{part}_{i}": float(v) for i, v in enumerate(ce_K)})
             values[f"eval/ce_{name}{part}"] = float(ce_K.mean())
             per_window[name] = (sum_WxK / np.maximum(count_WxK, 1)).mean(-1)
-        values[f"eval/text_gap{part}"] = (
-            values[f"eval/ce_empty{part}"] - values[f"eval/ce_text{part}"]
-        )
-        gaps_W = per_window["empty"] - per_window["text"]
-        se = gaps_W.std(ddof=1) / np.sqrt(len(gaps_W)) if len(gaps_W) > 1 else float("nan")
-        values[f"eval/text_gap{part}_se"] = float(se)
+        gaps = {"text_gap": ("empty", "text"), "control_gap": ("text", "controls")}
+        for gap, (worse, better) in gaps.items():
+            if better not in per_window:
+                continue
+            values[f"eval/{gap}{part}"] = (
+                values[f"eval/ce_{worse}{part}"] - values[f"eval/ce_{better}{part}"]
+            )
+            gaps_W = per_window[worse] - per_window[better]
+            se = gaps_W.std(ddof=1) / np.sqrt(len(gaps_W)) if len(gaps_W) > 1 else float("nan")
+            values[f"eval/{gap}{part}_se"] = float(se)
     return values
 
 

@@ -16,6 +16,9 @@ A pre-norm transformer over the interleaved codebook sequence (`patterns.py`):
   input step, as audiocraft's "sum" fuser does for global conditions: a direct path from
   the caption to every position, which a small model on a short budget learns much faster
   than cross-attention alone (MusicGen's checkpoints do not have it);
+- optionally (`controls`), tempo and beat grid, metre, key, instruments and chords
+  (`controls.py`): tokens appended to the text that cross-attention reads, and a
+  per-step grid added at the input;
 - a final LayerNorm and K linear heads give logits `[B, K, S, card]`.
 
 Sizes (`LMConfig.size`): `tiny` for CPU runs, and MusicGen's `small` (24 layers, 1024
@@ -23,7 +26,8 @@ wide, 16 heads, about 300M without the text encoder), `medium` (48/1536/24) and 
 (48/2048/32). The module names follow the transformers `MusicgenForCausalLM` layout
 closely so `hf_import.py` maps checkpoints one to one.
 
-Decoding is split into `cross_kv` (the text's keys and values, once per prompt) and
+Decoding is split into `cross_kv` (the keys and values of the text and controls, their
+mask and the input bias, once per window) and
 `decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
 written in place), so `sampling.py` can run the whole generation inside one
 `lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
@@ -45,6 +49,7 @@ from mgcore.bounds import within
 from mgcore.config_types import ConfigError
 from mgcore.rows import matmul, on_rows
 from musicgen.lm.attention import dot_product_attention
+from musicgen.lm.controls import ControlEncoder
 from musicgen.lm.patterns import PatternConfig
 
 SIZES = {
@@ -74,6 +79,8 @@ class LMConfig:
       dropout: rate of dropout on each sublayer's output (self-attention, cross-attention,
         MLP) before its residual add, in training only (`__call__` given a `dropout_rng`);
         MusicGen's published models use 0, small data needs it.
+      controls: also read controls (tempo and beat grid, metre, key, instruments, chords;
+        `musicgen/lm/controls.py`); off for MusicGen's own architecture.
     """
 
     num_codebooks: int = 4
@@ -90,6 +97,7 @@ class LMConfig:
     weights: Literal["float", "int8"] = "float"
     text_sum: bool = False
     dropout: float = 0.0
+    controls: bool = False
 
     def __post_init__(self):
         # Bounds well past MusicGen-large (48 layers, 2048 wide, 32 heads), checked
@@ -316,6 +324,7 @@ class MusicGenLM(nnx.Module):
         self.text_sum_proj = (
             Dense(config.text_dim, dim, ("embed", "embed"), rngs=rngs) if config.text_sum else None
         )
+        self.controls = ControlEncoder(dim, rngs=rngs) if config.controls else None
         self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
         self.layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         int8 = config.weights == "int8"
@@ -345,51 +354,86 @@ class MusicGenLM(nnx.Module):
         unit_BxC = mean_BxC / jnp.maximum(norm, 1e-6).astype(mean_BxC.dtype)
         return self.text_sum_proj(unit_BxC)
 
-    def _embed(self, tokens_BxKxS, positions_S, bias_BxD, dtype) -> jax.Array:
+    def conditioning(self, text_BxLxC, text_mask_BxL, controls, steps: int, dtype):
+        """What the decoder reads besides the tokens: `(memory, mask, bias)`.
+
+        `memory` `[B, M, D]` and `mask` `[B, M]` are what cross-attention reads: the
+        projected text states, then the control tokens when `controls` are given. `bias`
+        is added at the input: None, `[B, D]` (`text_sum`) or `[B, steps, D]` (with the
+        controls' frame grid).
+        """
+        text_BxLxC = text_BxLxC.astype(dtype)
+        memory = self.text_states(text_BxLxC, text_mask_BxL)
+        bias = self.text_bias(text_BxLxC, text_mask_BxL)
+        mask = text_mask_BxL
+        if controls is None:
+            return memory, mask, bias
+        if self.controls is None:
+            raise ValueError("this LM was built without controls (LMConfig.controls is False)")
+        tokens, asked = self.controls.tokens(controls, dtype)
+        memory = jnp.concatenate([memory, tokens], axis=1)
+        mask = jnp.concatenate([mask, asked.astype(mask.dtype)], axis=1)
+        if bias is not None:  # text_sum: the asked controls' mean joins the caption's
+            count = jnp.maximum(asked.sum(1, keepdims=True), 1).astype(dtype)
+            bias = bias + tokens.sum(1) / count
+        grid = self.controls.frame_bias(controls["frames"], steps, dtype)
+        return memory, mask, grid if bias is None else grid + bias[:, None].astype(dtype)
+
+    def _embed(self, tokens_BxKxS, positions_S, bias, dtype) -> jax.Array:
         x = self.embed(tokens_BxKxS, positions_S, dtype)
-        return x if bias_BxD is None else x + bias_BxD[:, None].astype(dtype)
+        if bias is None:
+            return x
+        if bias.ndim == 3:  # per step: the steps at `positions_S` (contiguous)
+            bias = jax.lax.dynamic_slice_in_dim(bias, positions_S[0], positions_S.shape[0], 1)
+            return x + bias.astype(dtype)
+        return x + bias[:, None].astype(dtype)
 
     def heads(self, x_BxSxD: jax.Array) -> jax.Array:
         h = self.layer_norm(x_BxSxD)
         return jnp.stack([head(h) for head in self.lm_heads], axis=1).astype(jnp.float32)
 
     def __call__(
-        self, tokens_BxKxS, text_BxLxC, text_mask_BxL, dtype=jnp.float32, dropout_rng=None
+        self,
+        tokens_BxKxS,
+        text_BxLxC,
+        text_mask_BxL,
+        dtype=jnp.float32,
+        dropout_rng=None,
+        controls=None,
     ):
         """Logits `[B, K, S, card]` (float32) for input steps `tokens_BxKxS`; dropout
-        (`config.dropout`) only when given `dropout_rng`."""
-        text_BxLxC = text_BxLxC.astype(dtype)
-        text = self.text_states(text_BxLxC, text_mask_BxL)
-        bias = self.text_bias(text_BxLxC, text_mask_BxL)
-        x = self._embed(tokens_BxKxS, jnp.arange(tokens_BxKxS.shape[-1]), bias, dtype)
+        (`config.dropout`) only when given `dropout_rng`; `controls`: the arrays of
+        `musicgen/lm/controls.py` (None: none asked)."""
+        steps = tokens_BxKxS.shape[-1]
+        memory, mask, bias = self.conditioning(text_BxLxC, text_mask_BxL, controls, steps, dtype)
+        x = self._embed(tokens_BxKxS, jnp.arange(steps), bias, dtype)
         for i, layer in enumerate(self.layers):
-            k, v = layer.encoder_attn.kv(text)
+            k, v = layer.encoder_attn.kv(memory)
             rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
-            x = layer(x, k, v, text_mask_BxL, rng=rng)
+            x = layer(x, k, v, mask, rng=rng)
         return self.heads(x)
 
     # -- decoding -------------------------------------------------------------------
 
-    def cross_kv(self, text_BxLxC, text_mask_BxL, dtype=jnp.float32):
-        """What decoding needs of the text, once per prompt: `(keys, values, bias)`.
+    def cross_kv(self, text_BxLxC, text_mask_BxL, dtype=jnp.float32, controls=None, steps=1):
+        """What decoding needs of the prompt, once per window: `(keys, values, bias, mask)`.
 
-        Keys and values of every layer are `[layers, B, L, H, Dh]`; `bias` is the
-        `text_sum` input bias `[B, D]` or None.
+        Keys and values of every layer are `[layers, B, M, H, Dh]` over the text and the
+        control tokens, `mask` `[B, M]` says which count; `bias` is the input bias
+        (`conditioning`: None, `[B, D]`, or `[B, steps, D]` with controls).
         """
-        text_BxLxC = text_BxLxC.astype(dtype)
-        text = self.text_states(text_BxLxC, text_mask_BxL)
-        kv = [layer.encoder_attn.kv(text) for layer in self.layers]
-        bias = self.text_bias(text_BxLxC, text_mask_BxL)
-        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv]), bias
+        memory, mask, bias = self.conditioning(text_BxLxC, text_mask_BxL, controls, steps, dtype)
+        kv = [layer.encoder_attn.kv(memory) for layer in self.layers]
+        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv]), bias, mask
 
-    def prefill(self, tokens_BxKxP, cache, cross, text_mask_BxL, dtype=jnp.float32):
+    def prefill(self, tokens_BxKxP, cache, cross, dtype=jnp.float32):
         """The cache with positions `[0, P)` written by one pass over known input steps.
 
         What P calls of `decode_step` would write, at the cost of one forward pass (an
         audio prompt's steps, the context of each long-form window).
         """
         cache_k, cache_v = cache
-        text_k, text_v, bias = cross
+        text_k, text_v, bias, text_mask_BxL = cross
         x = self._embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), bias, dtype)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
@@ -408,10 +452,10 @@ class MusicGenLM(nnx.Module):
         zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(c.layers))  # noqa: E731
         return zeros(), zeros()
 
-    def decode_step(self, tokens_BxK, pos, cache, cross, text_mask_BxL, dtype=jnp.float32):
+    def decode_step(self, tokens_BxK, pos, cache, cross, dtype=jnp.float32):
         """Logits `[B, K, card]` for one input step at position `pos`; the new cache."""
         cache_k, cache_v = cache
-        text_k, text_v, bias = cross
+        text_k, text_v, bias, text_mask_BxL = cross
         x = self._embed(tokens_BxK[:, :, None], jnp.reshape(pos, (1,)), bias, dtype)[:, 0]
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):

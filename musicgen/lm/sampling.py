@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,9 @@ from flax import nnx
 
 from mgcore.bounds import Range, as_number
 from mgcore.config_types import ConfigError
+from musicgen.controls import Controls
+from musicgen.controls.features import frame_features, global_arrays
+from musicgen.lm.controls import no_controls_like
 from musicgen.lm.model import MusicGenLM
 from musicgen.lm.patterns import Pattern
 
@@ -108,6 +111,7 @@ def generate_window(
     text_mask_BxL,
     known_BxKxS,
     seed_key,
+    controls=None,
     *,
     sampling: SamplingConfig,
     prefill: int = 0,
@@ -120,6 +124,8 @@ def generate_window(
       text_BxLxC, text_mask_BxL: the prompts' text states and mask (conditional rows).
       known_BxKxS: forced tokens, -1 where the step is sampled.
       seed_key: a `jax.random.key`.
+      controls: the rows' control arrays for this window (`musicgen/lm/controls.py`), or
+        None.
       sampling: temperature, top-k, top-p, guidance and dtype.
       prefill: the first `prefill` steps are wholly known: one forward pass writes their
         cache, and the loop starts after them.
@@ -130,18 +136,22 @@ def generate_window(
     batch, _, steps = known_BxKxS.shape
     special = model.config.special
     guided = sampling.cfg_coef != 1.0
-    if guided:  # unconditional rows: no text at all (mask 0)
+    if guided:  # unconditional rows: no text and no controls at all (mask 0)
         text_BxLxC = jnp.concatenate([text_BxLxC, jnp.zeros_like(text_BxLxC)])
         text_mask_BxL = jnp.concatenate([text_mask_BxL, jnp.zeros_like(text_mask_BxL)])
+        if controls is not None:
+            controls = jax.tree.map(
+                lambda a, b: jnp.concatenate([a, b]), controls, no_controls_like(controls)
+            )
     rows = text_BxLxC.shape[0]
-    cross = model.cross_kv(text_BxLxC, text_mask_BxL, dtype)
+    cross = model.cross_kv(text_BxLxC, text_mask_BxL, dtype, controls, steps)
     cache = model.init_cache(rows, steps, dtype)
 
     def step(carry, xs):
         cache, prev_BxK = carry
         s, known_BxK = xs
         inputs = jnp.concatenate([prev_BxK, prev_BxK]) if guided else prev_BxK
-        logits, cache = model.decode_step(inputs, s, cache, cross, text_mask_BxL, dtype)
+        logits, cache = model.decode_step(inputs, s, cache, cross, dtype)
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + sampling.cfg_coef * (cond - uncond)
@@ -161,7 +171,7 @@ def generate_window(
         inputs_BxKxP = jnp.concatenate([prev_BxK[..., None], known_BxKxS[..., : prefill - 1]], -1)
         if guided:
             inputs_BxKxP = jnp.concatenate([inputs_BxKxP, inputs_BxKxP])
-        cache = model.prefill(inputs_BxKxP, cache, cross, text_mask_BxL, dtype)
+        cache = model.prefill(inputs_BxKxP, cache, cross, dtype)
         prev_BxK = known_BxKxS[..., prefill - 1]
     xs = (jnp.arange(prefill, steps), jnp.moveaxis(known_BxKxS[..., prefill:], 2, 0))
     _, seq_SxBxK = jax.lax.scan(step, (cache, prev_BxK), xs)
@@ -214,6 +224,8 @@ def generate_codes(
     stride: int,
     progress: Callable[[int, int], None] | None = None,
     prefill: bool = True,
+    controls: Sequence[Controls] | None = None,
+    frame_rate: float | None = None,
 ) -> np.ndarray:
     """Codes `[B, K, frames]` (the prompt's frames first, unchanged) for a batch of prompts.
 
@@ -229,6 +241,8 @@ def generate_codes(
       progress: called with (frames done, frames total) as generation advances.
       prefill: write the cache of known leading steps (the prompt, each window's context)
         in one forward pass instead of step by step (same result, faster).
+      controls: one `Controls` per row (None: the model's control-free path); their grid
+        runs on across windows, timed by `frame_rate` (frames a second).
     """
     pattern = Pattern(model.config.pattern, model.config.num_codebooks)
     graphdef, state = nnx.split(model)
@@ -244,6 +258,12 @@ def generate_codes(
             )
     if not 0 < stride <= window:
         raise ValueError(f"stride must be in (0, window={window}], got {stride}")
+    if controls is not None:
+        if len(controls) != batch:
+            raise ValueError(f"{len(controls)} controls for {batch} rows")
+        if frame_rate is None:
+            raise ValueError("controls need the codec's frame_rate")
+        asked = global_arrays(controls)
     frames = max(frames, prompt.shape[-1])
     codes = prompt
     key = jax.random.key(seed)
@@ -254,6 +274,10 @@ def generate_codes(
         context = n if n < span else window - stride
         done = n - context
         known = known_steps(pattern, codes[..., done:], batch, span, special)
+        window_controls = None
+        if controls is not None:
+            grid = [frame_features(c, done / frame_rate, span, frame_rate) for c in controls]
+            window_controls = {**asked, "frames": np.stack(grid)}
         hook = None
         if progress is not None:
             hook = _window_progress(progress, pattern, done, frames, span)
@@ -266,6 +290,7 @@ def generate_codes(
                 jnp.asarray(text_mask_BxL),
                 jnp.asarray(known),
                 jax.random.fold_in(key, done),
+                window_controls,
                 sampling=sampling,
                 prefill=known_prefix(known) if prefill else 0,
                 progress_every=every,

@@ -18,6 +18,9 @@ import grain
 import jax
 import numpy as np
 
+from musicgen.controls import FIELDS as CONTROL_FIELDS
+from musicgen.controls import Controls
+from musicgen.controls.features import NOT_ASKED, frame_features, global_arrays
 from musicgen.lm.token_cache import TokenCache, TokenCacheError
 from musicgen.synth.captions import write_caption
 
@@ -46,6 +49,13 @@ class TokenPipelineConfig:
         classifier-free guidance).
       caption_field: the index field that gives the caption ("caption_held_out" for
         held-out templates on valid/test; clips without it use "caption").
+      controls: also give each example its clip's controls (`musicgen.controls`, from the
+        index line's attributes: the truth for the embedded dataset), as the arrays of
+        `musicgen/lm/controls.py` (`control_*`), the grid cut at the window's start.
+      controls_off: probability that an example has no controls at all (text alone; the
+        caption is dropped as usual), so the model keeps reading the words.
+      control_dropout: otherwise, the probability of dropping each control on its own
+        (tempo, metre, key, instruments, chords), so any subset works.
       num_epochs: stop after this many epochs (None: never); the last batch is
         padded with rows of length 0.
       read_threads, prefetch: threads cutting examples, and batches buffered ahead.
@@ -61,6 +71,9 @@ class TokenPipelineConfig:
     caption_dropout: float = 0.0
     caption_field: str = "caption"
     caption_variants: int = 0
+    controls: bool = False
+    controls_off: float = 0.3
+    control_dropout: float = 0.3
     num_epochs: int | None = None
     read_threads: int = 2
     prefetch: int = 4
@@ -72,8 +85,9 @@ class TokenPipelineConfig:
             raise ValueError(f"frames and batch_size must be >= 1, got {self}")
         if self.crop not in ("random", "start", "sequential"):
             raise ValueError(f"crop must be random, start or sequential, got {self.crop!r}")
-        if not 0.0 <= self.caption_dropout <= 1.0:
-            raise ValueError(f"caption_dropout must lie in [0, 1], got {self.caption_dropout}")
+        for name in ("caption_dropout", "controls_off", "control_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
 class _Crop:
@@ -101,7 +115,31 @@ class _Crop:
             caption = caption_variant(line, int(rng.integers(cfg.caption_variants + 1)), caption)
         if cfg.caption_dropout and rng.random() < cfg.caption_dropout:
             caption = ""
-        return {"codes": codes_KxF, "length": length, "caption": caption}
+        example = {"codes": codes_KxF, "length": length, "caption": caption}
+        if cfg.controls:
+            truth = Controls.from_attributes(line.get("attributes") or {})
+            example["controls"] = self._controls(truth, start, rng)
+        return example
+
+    def _controls(self, truth: Controls, start: int, rng: np.random.Generator) -> dict:
+        """The example's control arrays: the truth, less what dropout drops."""
+        cfg = self.config
+        if rng.random() < cfg.controls_off:
+            dropped = set(CONTROL_FIELDS)
+        else:
+            dropped = {f for f in CONTROL_FIELDS if rng.random() < cfg.control_dropout}
+        rate = self.cache.frame_rate
+        frames = frame_features(
+            truth,
+            start / rate,
+            cfg.frames,
+            rate,
+            beat="bpm" not in dropped,
+            bar=not dropped & {"bpm", "time_signature"},
+            chords="chords" not in dropped,
+        )
+        asked = global_arrays([truth.without(*dropped)])
+        return {**{k: v[0] for k, v in asked.items()}, "frames": frames}
 
 
 def clip_key(path: str) -> str:
@@ -132,19 +170,27 @@ class _Collate:
     def __call__(self, examples: Sequence[dict]) -> dict:
         pad = self.batch_size - len(examples)
         codes = [e["codes"] for e in examples] + [np.zeros(self.codes_shape, np.int32)] * pad
-        return {
+        batch = {
             "codes": np.stack(codes),
             "length": np.asarray([e["length"] for e in examples] + [0] * pad, np.int32),
             "caption": np.asarray([e["caption"] for e in examples] + [""] * pad, object),
         }
+        if examples and "controls" in examples[0]:
+            first = examples[0]["controls"]
+            for name, value in first.items():
+                rows = [e["controls"][name] for e in examples]
+                rows += [np.full_like(value, NOT_ASKED[name])] * pad
+                batch[f"control_{name}"] = np.stack(rows)
+        return batch
 
 
 class TokenLoader:
     """Iterates batches of token windows from one split of a `TokenCache`.
 
     Yields dicts: `codes` int32 `[B, K, frames]` (0 past `length`), `length` int32
-    `[B]` (real frames; 0 for the padding rows of a finite run's last batch) and
-    `caption` object `[B]` of str ("" when dropped).
+    `[B]` (real frames; 0 for the padding rows of a finite run's last batch),
+    `caption` object `[B]` of str ("" when dropped) and, with `config.controls`, the
+    `control_*` arrays (`musicgen/lm/controls.py`).
 
     Args:
       cache: a `TokenCache` or its folder.

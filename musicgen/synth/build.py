@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from mgcore import audio
 from mgcore.data.manifest import write_manifest
 from musicgen.synth import corpus
+from musicgen.synth.bar_chords import bar_chords
 from musicgen.synth.captions import write_caption
 from musicgen.synth.compose import compose
 from musicgen.synth.render import find_soundfont, fluidsynth_binary, render_piece
@@ -132,6 +133,9 @@ def _piece(job: ClipJob):
 
 
 def attributes_of(piece, job: ClipJob) -> dict:
+    """The manifest's attributes of a clip: what its caption may say, and the controls
+    the LM is conditioned on, exactly: bpm, metre, key and mode, instruments, the first
+    downbeat (seconds) and the chord of each bar from the bar that holds time 0."""
     num, den = piece.time_signature
     return {
         **piece.attributes,
@@ -142,6 +146,8 @@ def attributes_of(piece, job: ClipJob) -> dict:
         "instruments": piece.instrument_names(),
         "has_drums": piece.has_drums,
         "arrangement_seed": job.arrangement_seed,
+        "downbeat": round(piece.downbeat * 60.0 / piece.bpm, 4),
+        "chords": bar_chords(piece),
     }
 
 

@@ -267,6 +267,14 @@ def _velocity(base: int, n: Note, bar_lines: np.ndarray, curve, rng) -> int:
     return int(np.clip(round(v), 1, 127))
 
 
+def _first_downbeat(bars: list[float], time_signature: tuple[int, int]) -> float:
+    """Beats before the first full bar: a pickup's length (0 without one)."""
+    full = time_signature[0] * 4.0 / time_signature[1]
+    if len(bars) >= 3 and bars[1] - bars[0] < full - 1e-6:
+        return float(bars[1] % full)
+    return 0.0
+
+
 def arrange(work: Work, arrangement_seed: int, max_seconds: float) -> Piece | None:
     """One arrangement of `work`, about `max_seconds` long, or None if it cannot be made.
 
@@ -334,6 +342,7 @@ def arrange_detailed(
     parts = [p for p in parts if p.track.notes]
     tonic = (src.tonic + t) % 12
     piece = Piece(
+        downbeat=_first_downbeat(src.bars, src.time_signature),
         tracks=[p.track for p in parts],
         bpm=float(bpm),
         time_signature=src.time_signature,

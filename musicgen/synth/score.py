@@ -109,6 +109,8 @@ class Piece:
         mode: "major", "minor", "dorian", ...
         attributes: everything else true of the piece: genre, mood, dynamics,
             source, ... (see `build.py` for the manifest schema).
+        downbeat: beats from the start to the first full bar's downbeat (a pickup's
+            length; 0 when the piece starts on a downbeat).
     """
 
     tracks: list[Track]
@@ -117,6 +119,7 @@ class Piece:
     key: str
     mode: str
     attributes: dict = dataclasses.field(default_factory=dict)
+    downbeat: float = 0.0
 
     @property
     def beats(self) -> float:

@@ -59,6 +59,26 @@ def tiny_pipeline():
 
 
 @pytest.fixture(scope="session")
+def tiny_controls_pipeline(tiny_pipeline):
+    """`tiny_pipeline`'s codec with a random 1-layer LM that reads controls, no refiner."""
+    import dataclasses
+
+    from flax import nnx
+
+    from musicgen.lm.api import LanguageModel
+    from musicgen.lm.model import MusicGenLM
+    from musicgen.pipeline import MusicGen
+
+    lm = tiny_pipeline.lm
+    config = dataclasses.replace(lm.config, controls=True)
+    with nnx.use_eager_sharding(False):
+        model = MusicGenLM(config, rngs=nnx.Rngs(0))
+    language_model = LanguageModel(model, lm.text_config, 1.0, lm.frame_rate, lm.conditioner)
+    return MusicGen(language_model, tiny_pipeline.codec, max_duration=6.0,
+                    sampling=tiny_pipeline.sampling)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline_folder(tiny_pipeline, tmp_path_factory):
     """`tiny_pipeline` saved."""
     return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny")

@@ -69,7 +69,7 @@ def test_cached_decoding_matches_the_full_pass(model, rng):
     full = model(jnp.asarray(tokens), text, mask)
     cross, cache = model.cross_kv(text, mask), model.init_cache(batch, steps)
     for s in range(steps):
-        logits, cache = model.decode_step(jnp.asarray(tokens[:, :, s]), s, cache, cross, mask)
+        logits, cache = model.decode_step(jnp.asarray(tokens[:, :, s]), s, cache, cross)
         np.testing.assert_allclose(logits, full[:, :, s], atol=1e-5)
 
 
