@@ -199,7 +199,11 @@ class MusicGen:
         try:
             explicit = [_as_controls(c) for c in given]
             if not self.lm.config.controls:
-                self.lm.check_controls(explicit, n)
+                if any(not e.empty for e in explicit):
+                    raise ControlError(
+                        "this model's LM was trained without controls; leave them out, or "
+                        "load a model trained with them"
+                    )
                 return [Controls()] * n
             fallback = fallback or [Controls()] * n
             return [

@@ -36,7 +36,8 @@ def _model(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def stub():
-    lm = SimpleNamespace(config=SimpleNamespace(card=64, num_codebooks=4), generate=_model)
+    config = SimpleNamespace(card=64, num_codebooks=4, controls=False)
+    lm = SimpleNamespace(config=config, generate=_model)
     codec = SimpleNamespace(codebook_size=64, num_codebooks=4, frame_rate=50,
                             sample_rate=16000, channels=1, encode=_model)  # fmt: skip
     return MusicGen(lm, codec, None, max_duration=2.0, sampling=SamplingConfig(top_k=20),
