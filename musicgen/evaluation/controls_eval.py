@@ -18,7 +18,8 @@ Metrics: tempo within 4 % of the asked bpm (drum-bearing clips; octave errors ap
 tracker finds against the asked grid (the bpm's beats from the downbeat; drum-bearing
 clips), key and mode (major and minor keys; `music.key_match`), the chord of each bar
 (constant-Q chroma over the bar against the 24 major and minor triads) against the asked
-one with mir_eval's major/minor comparison, and every asked instrument heard by the judge.
+one with mir_eval's major/minor comparison, every asked instrument heard by the judge, and
+the judge's CLAP score of the audio against its prompt.
 Generated clips start on a downbeat, so their asked grid starts at 0.
 """
 
@@ -97,11 +98,13 @@ def _triad(chroma_12: np.ndarray) -> str:
 
 def measure(audio, rate: int, cases: list[Case], seconds: float, judge, threshold: float) -> dict:
     """Per-control lists of per-clip results (None where the case asks nothing of it)."""
-    out = {"tempo": [], "beat_f": [], "key": [], "chords": [], "instruments": []}
+    out = {"tempo": [], "beat_f": [], "key": [], "chords": [], "instruments": [], "clap": []}
     probs = None
     if judge is not None:
-        _, probs = judge.analyze(list(audio), rate)
+        embed, probs = judge.analyze(list(audio), rate)
         vocab = {name: i for i, name in enumerate(judge.instruments)}
+        text = judge.text_embeddings([c.prompt for c in cases])
+        out["clap"] = [float(x) for x in np.sum(embed * text, axis=-1)]
     for i, (wav, case) in enumerate(zip(audio, cases, strict=True)):
         a = case.asked
         drums = case.has_drums and a.bpm is not None

@@ -36,6 +36,7 @@ CONTROL_COLUMNS = (
     ("key", "key ✓", "share"),
     ("chords", "chords per bar", "share"),
     ("instruments", "instruments ✓", "share"),
+    ("clap", "CLAP ↑", "float"),
 )
 
 

@@ -37,6 +37,7 @@ def test_a_song_that_follows_its_controls_scores_fully():
     assert row["chords"] == 1.0
     assert row["key"] == 1.0
     assert row["instruments"] is None and row["instruments_n"] == 0
+    assert row["clap"] is None  # no judge
     wrong = Controls.make(bpm=97, chords="F# D#m")
     row = summarise(measure(audio, RATE, [Case("", wrong, True)], 8.0, None, 0.5))
     assert row["tempo"] == 0.0 and row["beat_f"] < 0.5 and row["chords"] == 0.0
