@@ -44,7 +44,7 @@ from mgcore.weights import PretrainedError, flatten_state, to_float16
 from musicgen import inputs
 from musicgen.controls import ControlError, Controls
 from musicgen.controls.estimate import estimate_controls
-from musicgen.controls.parse import parse_prompt
+from musicgen.controls.parse import resolve
 from musicgen.lm.api import LanguageModel, load_hf_musicgen
 from musicgen.lm.sampling import SamplingConfig
 from musicgen.pipeline_folder import (
@@ -206,10 +206,7 @@ class MusicGen:
                     )
                 return [Controls()] * n
             fallback = fallback or [Controls()] * n
-            return [
-                e.merged(parse_prompt(p)).merged(f)
-                for e, p, f in zip(explicit, prompts, fallback, strict=True)
-            ]
+            return [resolve(p, e, f) for e, p, f in zip(explicit, prompts, fallback, strict=True)]
         except ControlError as err:
             raise inputs.BadArgument(str(err)) from None
 

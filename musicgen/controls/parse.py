@@ -112,3 +112,9 @@ def _instruments(text: str) -> list[str]:
         word = re.sub(r"[\s-]+", " ", m.group(0).lower())
         found.append(canonical_instrument(word))
     return list(dict.fromkeys(found))
+
+
+def resolve(prompt: str, explicit: Controls | None = None, fallback: Controls | None = None):
+    """What a prompt is generated with: `explicit` controls, then what the prompt states,
+    then `fallback` (a continued clip's estimate)."""
+    return (explicit or Controls()).merged(parse_prompt(prompt)).merged(fallback or Controls())

@@ -5,6 +5,8 @@ under four conditions and scored against what each asked, beside the real clips:
 
 - **real clips, true controls (ceiling)**: each clip against its own manifest controls;
 - **shuffled controls (floor)**: each real clip against another clip's controls;
+- **codec round trip, true controls**: the real clips through the LM's codec, the best an
+  LM over its codes can show;
 - **controls parsed from the prompt**: the caption, with what `parse_prompt` reads of it
   (what `MusicGen.generate` does with a prompt), scored on what the caption states;
 - **controls given, prompt names none**: a genre-only prompt ("A folk tune.") with the
@@ -193,14 +195,18 @@ ROWS = {  # report row -> (condition, generation's controls: the asked ones or n
 }
 
 
-def evaluate_controls(generate, real, real_rate: int, clips, config, judge, perm) -> dict:
+def evaluate_controls(
+    generate, real, real_rate: int, clips, config, judge, perm, round_trip=None
+) -> dict:
     """The controls rows of the report.
 
     Args:
-      generate: `(prompts, controls or None, seed) -> (audio [B, C, T], rate)`.
+      generate: `(prompts, controls or None) -> (audio [B, C, T], rate)`.
       real: the real clips' audio at `real_rate`, `config.seconds` long.
       clips: `scoring.Clip`s; config: `GenerateEvalConfig`; judge: the judge or None.
       perm: the shuffled floor's permutation.
+      round_trip: (audio, rate) of the real clips through the LM's codec, or None: what
+        any LM over those codes can at best show.
     """
     secs, threshold = config.seconds, config.judge_threshold
     truth = cases(clips, "truth")
@@ -210,6 +216,11 @@ def evaluate_controls(generate, real, real_rate: int, clips, config, judge, perm
         ),
         "shuffled controls (floor)": measure(real[perm], real_rate, truth, secs, judge, threshold),
     }
+    if round_trip is not None:
+        audio, rate = round_trip
+        rows["codec round trip, true controls"] = measure(
+            audio, rate, truth, secs, judge, threshold
+        )
     for name, (condition, with_controls) in ROWS.items():
         asked = cases(clips, condition)
         audio, rate = generate(

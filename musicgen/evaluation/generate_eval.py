@@ -18,7 +18,8 @@ from codec.api import Codec, load_codec
 from mgcore import audio as audio_io
 from mgcore.config import ConfigError, saved_config_dict, to_dict
 from mgcore.data.manifest import ManifestIndex
-from musicgen.controls.parse import parse_prompt
+from musicgen.controls.estimate import estimate_controls
+from musicgen.controls.parse import parse_prompt, resolve
 from musicgen.evaluation import scoring
 from musicgen.evaluation.controls_eval import evaluate_controls
 from musicgen.evaluation.judge.api import Judge, default_judge
@@ -211,7 +212,8 @@ def evaluate_generation(
                 out.append(codec_model.decode(codes, samples))
             return np.concatenate(out), codec_model.sample_rate
 
-        controls = evaluate_controls(generate, real, REAL_RATE, clips, config, judge_model, perm)
+        controls = evaluate_controls(generate, real, REAL_RATE, clips, config, judge_model, perm,
+                                     (round_trip, codec_model.sample_rate))  # fmt: skip
         times["controls"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -267,6 +269,10 @@ def _continuations(lm, codec, clips: list[Clip], config: GenerateEvalConfig, pro
     after = [c.audio_CxT[:, head:total] for c in subset]
     drums = [bool((c.entry.get("attributes") or {}).get("has_drums")) for c in subset]
     cut = round(config.prompt_seconds * codec.sample_rate)
+    controls = None
+    if lm.config.controls:  # as generate_continuation: the prompt's, then the clip's own
+        controls = [resolve(c.prompt, None, estimate_controls(f, REAL_RATE))
+                    for c, f in zip(subset, first, strict=True)]  # fmt: skip
     generated = []
     for s in _batches(m, config.batch):
         out = lm.continue_audio(
@@ -277,6 +283,7 @@ def _continuations(lm, codec, clips: list[Clip], config: GenerateEvalConfig, pro
             config.continue_seconds,
             sampling=config.sampling,
             seed=config.seed + s.start,
+            controls=None if controls is None else controls[s],
         )
         generated.extend(out[..., cut:])
     firsts_codec = [audio_io.resample(f, REAL_RATE, codec.sample_rate) for f in first]
