@@ -196,7 +196,7 @@ ROWS = {  # report row -> (condition, generation's controls: the asked ones or n
 
 
 def evaluate_controls(
-    generate, real, real_rate: int, clips, config, judge, perm, round_trip=None
+    generate, real, real_rate: int, clips, config, judge, perm, round_trip=None, done=None
 ) -> dict:
     """The controls rows of the report.
 
@@ -207,6 +207,8 @@ def evaluate_controls(
       perm: the shuffled floor's permutation.
       round_trip: (audio, rate) of the real clips through the LM's codec, or None: what
         any LM over those codes can at best show.
+      done: {condition: (audio, rate)} already generated the same way (the report's
+        "model" row is the "parsed" condition), not generated again.
     """
     secs, threshold = config.seconds, config.judge_threshold
     truth = cases(clips, "truth")
@@ -223,9 +225,10 @@ def evaluate_controls(
         )
     for name, (condition, with_controls) in ROWS.items():
         asked = cases(clips, condition)
-        audio, rate = generate(
-            [c.prompt for c in asked],
-            [c.asked for c in asked] if with_controls else None,
-        )
+        if condition in (done or {}):
+            audio, rate = done[condition]
+        else:
+            prompts = [c.prompt for c in asked]
+            audio, rate = generate(prompts, [c.asked for c in asked] if with_controls else None)
         rows[f"model, {name}"] = measure(audio, rate, asked, secs, judge, threshold)
     return {name: summarise(m) for name, m in rows.items()}

@@ -212,8 +212,11 @@ def evaluate_generation(
                 out.append(codec_model.decode(codes, samples))
             return np.concatenate(out), codec_model.sample_rate
 
+        # The "model" row above generated with the parsed controls, batches and seeds of
+        # the controls table's "parsed" condition: its audio serves both.
+        done = {"parsed": (generated, codec_model.sample_rate)}
         controls = evaluate_controls(generate, real, REAL_RATE, clips, config, judge_model, perm,
-                                     (round_trip, codec_model.sample_rate))  # fmt: skip
+                                     (round_trip, codec_model.sample_rate), done)  # fmt: skip
         times["controls"] = time.perf_counter() - start
 
     start = time.perf_counter()

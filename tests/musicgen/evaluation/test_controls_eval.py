@@ -69,3 +69,31 @@ def test_each_condition_asks_what_it_says():
     assert chords.asked.chords == ("D", "G")
     with pytest.raises(ValueError, match="unknown condition"):
         controls_eval.cases([clip], "nope")
+
+
+def test_every_condition_gets_a_row_and_done_audio_is_not_generated_again():
+    from musicgen.evaluation.prompts import asked
+    from musicgen.evaluation.scoring import Clip, GenerateEvalConfig
+
+    attributes = {"genre": "rock", "bpm": 120, "key": "C", "mode": "major",
+                  "time_signature": "4/4", "instruments": ["drums"], "has_drums": True,
+                  "chords": ["C", "Am", "F", "G"]}  # fmt: skip
+    song = _song(120.0, [[60, 64, 67], [57, 60, 64], [53, 57, 60], [55, 59, 62]], 8.0)
+    prompts = ["A rock track at 120 bpm in C major.", "Rock with drums."]
+    clips = [Clip({"attributes": attributes}, p, "caption", asked(p, attributes), None)
+             for p in prompts]  # fmt: skip
+    real = np.stack([song, song])
+    calls = []
+
+    def generate(prompts, controls):
+        calls.append(controls is None)
+        return real, RATE
+
+    rows = controls_eval.evaluate_controls(
+        generate, real, RATE, clips, GenerateEvalConfig(), None, np.array([1, 0]),
+        round_trip=(real, RATE), done={"parsed": (real, RATE)},
+    )  # fmt: skip
+    assert len(rows) == 3 + len(controls_eval.ROWS)
+    assert calls == [False, False, True]  # given, given with chords, text alone
+    assert rows["real clips, true controls (ceiling)"]["chords"] == 1.0
+    assert rows["model, controls parsed from the prompt"]["tempo_n"] == 1  # one states a bpm
