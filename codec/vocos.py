@@ -101,6 +101,9 @@ class VocosConfig:
       decoder_depth: ConvNeXt blocks of the decoder (Vocos: 8).
       dimension: latent width (the quantiser's `dim`).
       compress: the encoder reads |X|^compress e^{i angle X} (0.3: quiet bins count).
+      encoder_input: "complex" (those compressed complex bins as real and imaginary
+        channels) or "magnitude" (also |X|^compress per bin: class docstring of
+        `StftEncoder` says why).
       phase: "global" (one time origin for every frame: module docstring) or "frame"
         (each frame's own, as Vocos; steady latents then decode to a frame-rate buzz).
     """
@@ -116,6 +119,7 @@ class VocosConfig:
     dimension: int = 64
     compress: float = 0.3
     phase: Literal["global", "frame"] = "global"
+    encoder_input: Literal["complex", "magnitude"] = "complex"
 
     def __post_init__(self):
         within(self, "channels", 1, 2)
@@ -195,11 +199,19 @@ def log_magnitude(spec: jax.Array) -> jax.Array:
 
 
 class StftEncoder(nnx.Module):
-    """`wav_BxTxC` (T a whole number of hops) -> latents `z_BxFxD`, F = T / hop."""
+    """`wav_BxTxC` (T a whole number of hops) -> latents `z_BxFxD`, F = T / hop.
+
+    Its first layer is linear, and a linear map of complex STFT bins is a linear filter of
+    the frame's samples: from real and imaginary parts alone it cannot read how loud a bin
+    is, only filter outputs whose sign turns with the phase, and pitch is then left to
+    later layers to rectify. `encoder_input="magnitude"` adds |X|^compress per bin so that
+    the harmonics are channels the first layer reads directly.
+    """
 
     def __init__(self, config: VocosConfig, *, rngs: nnx.Rngs):
         self.config = config
-        features = 2 * config.bins * config.channels
+        parts = 3 if config.encoder_input == "magnitude" else 2
+        features = parts * config.bins * config.channels
         self.embed = dense(features, config.dim, (None, "embed"), rngs=rngs)
         self.blocks = nnx.List(
             [ConvNeXtBlock(config, config.encoder_depth, rngs=rngs)
@@ -208,18 +220,24 @@ class StftEncoder(nnx.Module):
         self.norm = layer_norm(config.dim, rngs=rngs)
         self.out = dense(config.dim, config.dimension, ("embed", None), rngs=rngs)
 
-    def __call__(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
-        """Latents of `wav_BxTxC`, whose frame 0 is frame `first_frame` of its file."""
+    def features(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
+        """What the first layer reads, `[B, F, parts * bins * channels]`: the compressed
+        bins' real parts, imaginary parts and (with "magnitude") magnitudes."""
         c = self.config
         spec_BxCxSxF = frames(c, wav_BxTxC, first_frame)
         # |X|^c e^{i angle X} = X |X|^(c - 1); the floor keeps silence's gradient finite.
         magnitude = jnp.sqrt(jnp.square(spec_BxCxSxF.real) + jnp.square(spec_BxCxSxF.imag))
         scale = jnp.maximum(magnitude, 1e-5) ** (c.compress - 1.0)
         parts = (spec_BxCxSxF.real * scale, spec_BxCxSxF.imag * scale)
-        feats_BxFxX = jnp.concatenate(
+        if c.encoder_input == "magnitude":
+            parts += (jnp.maximum(magnitude, 1e-5) ** c.compress,)
+        return jnp.concatenate(
             [jnp.moveaxis(p, -1, 1).reshape(p.shape[0], p.shape[-1], -1) for p in parts], -1
         )
-        h_BxFxW = self.embed(feats_BxFxX)
+
+    def __call__(self, wav_BxTxC: jax.Array, first_frame=0) -> jax.Array:
+        """Latents of `wav_BxTxC`, whose frame 0 is frame `first_frame` of its file."""
+        h_BxFxW = self.embed(self.features(wav_BxTxC, first_frame))
         for block in self.blocks:
             h_BxFxW = block(h_BxFxW)
         return self.out(self.norm(h_BxFxW))

@@ -1,24 +1,31 @@
-"""The reference model in `models/reference`: the three tiny recipes, trained in order on the
-embedded dataset on 2 CPU cores, then assembled into one float16 pipeline folder.
+"""The reference model in `models/reference` (v2): a codec, its judge, a refiner and a token
+LM with controls, trained in order on 16 hours of the embedded dataset on 2 CPU cores and
+assembled into one float16 pipeline folder with the judge inside (`models/reference/judge`,
+where `musicgen eval generate` and the demo find it).
 
-    musicgen data synth --out data/embedded --hours 2 --seed 0
-    musicgen data synth --out data/embedded_8h --hours 8 --seed 0
+    musicgen data synth --out data/embedded_16h --hours 16 --seed 0
     musicgen train --config experiments/reference.py:codec --workdir runs/reference/codec
-    musicgen train --config experiments/reference.py:refiner --workdir runs/reference/refiner
+    musicgen train --config experiments/reference.py:judge --workdir runs/reference/judge
     musicgen data encode --codec runs/reference/codec \\
-        --manifest data/embedded_8h/manifest.jsonl --out data/tokens/reference
+        --manifest data/embedded_16h/manifest.jsonl --out data/tokens/reference
+    musicgen train --config experiments/reference.py:refiner --workdir runs/reference/refiner
     musicgen train --config experiments/reference.py:lm --workdir runs/reference/lm
     musicgen assemble --lm runs/reference/lm --codec runs/reference/codec \\
-        --refiner runs/reference/refiner --out models/reference --float16
+        --refiner runs/reference/refiner --judge runs/reference/judge \\
+        --out models/reference --float16
 
-- `codec`: `codec_tiny` for 1200 steps on 2 h (48 minutes, shared CPU);
-- `refiner`: `refiner_tiny` for 2000 steps on 2 h over that codec (43 minutes);
-- `lm`: `lm_tiny` on the codec's tokens of 8 h (1273 training clips, 4x the 2 h set; with
-  2 h the caption helped only on training clips), 1000 steps (about 25 minutes).
+- `codec`: `codec_vocos` (STFT-frame encoder reading magnitudes, Vocos decoder, EMA codes;
+  50 Hz x 4 codebooks x 1024) with reconstruction losses only: the refiner writes the
+  pipeline's audio above 7 kHz and the LM needs codes that keep pitch, which the
+  discriminators do not buy at this budget (`results/codec_vocos/README.md`).
+- `judge`: `judge_tiny` on the 16-hour set's training split.
+- `refiner`: `refiner_tiny` over that codec.
+- `lm`: `lm_controls` (tempo, beat grid, metre, key, instruments, chords) on the codec's
+  tokens.
 
-`models/reference/MODEL_CARD.md` gives the commands as they were run and the `musicgen
-eval` numbers. No stage named means `:lm`; `:codec,debug` (and so on) shrink a stage to
-seconds.
+`models/reference/MODEL_CARD.md` gives the runs as they happened (steps, wall time, what
+shared the CPU) and the `musicgen eval` numbers. No stage named means `:lm`;
+`:codec,debug` (and so on) shrink a stage to seconds.
 """
 
 import dataclasses
@@ -26,41 +33,48 @@ from pathlib import Path
 
 from mgcore.config import load_experiment, parse_arg
 
-STAGES = ("codec", "lm", "refiner")
+STAGES = ("codec", "judge", "lm", "refiner")
+MANIFEST = "data/embedded_16h/manifest.jsonl"
 CODEC = "runs/reference/codec"
+CODEC_STEPS = 16000
 
 
 def get_config(arg: str = ""):
     args = parse_arg(arg, known={*STAGES, "debug"})
     stages = [s for s in STAGES if s in args] or ["lm"]
     if len(stages) != 1:
-        raise ValueError(f"name one stage (codec, lm or refiner), got {arg!r}")
+        raise ValueError(f"name one stage ({', '.join(STAGES)}), got {arg!r}")
     stage, debug = stages[0], "debug" in args
 
     def recipe(name: str):
         path = Path(__file__).resolve().parent / f"{name}.py"
         return load_experiment(f"{path}:debug" if debug else str(path))
 
+    def replace(config, **parts: dict):
+        """`config` with the named fields of its parts (data, loss, train) replaced."""
+        return dataclasses.replace(config, **{
+            name: dataclasses.replace(getattr(config, name), **fields)
+            for name, fields in parts.items()
+        })  # fmt: skip
+
     if stage == "codec":
-        config = recipe("codec_tiny")
+        config = recipe("codec_vocos")
         if debug:
             return config
-        return dataclasses.replace(config, train=dataclasses.replace(config.train, steps=1200))
+        return replace(config, data={"manifest": MANIFEST},
+                       loss={"adversarial_start": 10**9},
+                       train={"steps": CODEC_STEPS})  # fmt: skip
+    if stage == "judge":
+        config = recipe("judge_tiny")
+        return config if debug else replace(config, data={"manifest": MANIFEST})
     if stage == "refiner":
         config = recipe("refiner_tiny")
         if debug:
             return config
-        data = dataclasses.replace(config.data, codec=CODEC)
-        train = dataclasses.replace(config.train, steps=2000)
-        return dataclasses.replace(config, data=data, train=train)
-    config = recipe("lm_tiny")
+        return replace(config, data={"manifest": MANIFEST, "codec": CODEC})
+    config = recipe("lm_controls")
     if debug:
         return config
-    data = dataclasses.replace(
-        config.data,
-        tokens="data/tokens/reference",
-        codec=CODEC,
-        manifest="data/embedded_8h/manifest.jsonl",
-        embedded_hours=8.0,
-    )
-    return dataclasses.replace(config, data=data)
+    data = {"tokens": "data/tokens/reference", "codec": CODEC, "manifest": MANIFEST,
+            "embedded_hours": 16.0}  # fmt: skip
+    return replace(config, data=data)

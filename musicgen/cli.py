@@ -17,6 +17,7 @@ from musicgen.cli_generate import add_generate_commands
 from musicgen.cli_types import Parser as _Parser
 from musicgen.cli_types import UsageError
 from musicgen.cli_types import fraction as _fraction
+from musicgen.cli_types import nonnegative_float as _nonnegative_float
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
 from musicgen.cli_types import ranged as _ranged
@@ -155,12 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: music from three prompts and one continuation, into out/",
+        help="the main job: three prompts, a long piece and a continuation, into out/",
         description=(
-            "Generates music for three prompts and continues a clip (yours, or one rendered "
-            "from the embedded dataset) with the reference model in the repo (or "
-            "--checkpoint), and writes 44.1 kHz WAV files, a spectrogram PNG of each and "
-            "index.html with audio players into --out; prints the time each stage took."
+            "Generates music for three prompts, one piece longer than the LM's context "
+            "and continues a clip (yours, or one rendered from the embedded dataset) with "
+            "the reference model in the repo (or --checkpoint), and writes 44.1 kHz WAV "
+            "files, a spectrogram PNG of each and index.html into --out: per generation "
+            "the controls asked and what the harness measures (tempo, key, instruments "
+            "heard by the judge) with a tick or a cross; prints the time each stage took."
         ),
     )
     demo.add_argument("--out", default="out", help="output folder (default: out)")
@@ -171,8 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=_positive_float, default=10.0, help="seconds per clip (default 10)"
     )
     demo.add_argument(
+        "--long-duration",
+        type=_nonnegative_float,
+        default=30.0,
+        help="seconds of the piece by sliding window (default 30; 0: none)",
+    )
+    demo.add_argument(
         "--seed", type=_ranged(inputs.SEED), default=0, help="random seed (default: 0)"
     )
+    demo.add_argument("--judge", help="judge folder that hears instruments (default: models/judge)")
     demo.add_argument(
         "--refine-steps", type=_ranged(inputs.REFINE_STEPS), help="refiner steps (default: 8)"
     )

@@ -109,6 +109,9 @@ def add_generate_commands(sub) -> None:
     asm.add_argument("--lm", required=True, help="LM workdir or saved folder")
     asm.add_argument("--codec", required=True, help="codec workdir or saved folder")
     asm.add_argument("--refiner", help="refiner workdir or saved folder (optional)")
+    asm.add_argument(
+        "--judge", help="judge workdir or folder to save inside the pipeline as judge/ (optional)"
+    )
     asm.add_argument("--out", required=True, help="pipeline folder to write")
     asm.add_argument(
         "--max-duration",

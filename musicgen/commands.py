@@ -8,7 +8,10 @@ is dispatched, so `musicgen --help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from mgcore.data.manifest import ManifestError
 from mgcore.data.prepare import prepare_manifest
 from mgcore.lock import WorkdirError
 from mgcore.trainer import EXIT_PREEMPTED, NonFiniteError, Preempted
-from mgcore.weights import PretrainedError
+from mgcore.weights import PretrainedError, to_float16
 from musicgen import demo, inputs, train
 from musicgen.cli_types import UsageError
 from musicgen.controls import ControlError, Controls
@@ -72,9 +75,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             out_dir=args.out,
             checkpoint=args.checkpoint,
             duration=args.duration,
+            long_duration=args.long_duration,
             seed=args.seed,
             clip=args.clip,
-            prompts=args.prompt or demo.PROMPTS,
+            judge=args.judge,
+            prompts=args.prompt,
             refine_steps=args.refine_steps,
             progress=not args.no_progress,
         )
@@ -360,6 +365,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     except inputs.BadArgument as err:
         raise UsageError(f"--out {args.out}: {err}") from None
     refiner = Refiner.from_pretrained(args.refiner) if args.refiner else None
+    judge = Judge.from_pretrained(args.judge) if args.judge else None
     mg = MusicGen(
         LanguageModel.from_pretrained(args.lm),
         load_codec(args.codec),
@@ -367,6 +373,16 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         max_duration=args.max_duration,
     )
     out = mg.save_pretrained(args.out, float16=args.float16)
+    if judge is not None:  # written beside, then moved in: never half a judge
+        tmp = Path(tempfile.mkdtemp(prefix=".judge.", dir=out))
+        try:
+            judge.save_pretrained(tmp)
+            if args.float16:
+                for path in tmp.glob("*.safetensors"):
+                    to_float16(path)
+            os.replace(tmp, out / "judge")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     print(f"written: {out} ({size / 1e6:.1f} MB)")
     return 0

@@ -1,15 +1,20 @@
-"""The README's main job (`musicgen demo`): music from three prompts and one continuation.
+"""The README's main job (`musicgen demo`): music from three prompts, one long piece and
+one continuation, with what each was asked beside what the harness hears in it.
 
 With the reference model in the repo (or `--checkpoint`), it generates a clip for each
-prompt and continues a clip (the user's `--clip`, or one rendered from the embedded
-dataset), and writes into `--out`: 44.1 kHz WAV files, a log-mel spectrogram PNG of each,
-and `index.html` with audio players, spectrograms and prompts. It prints the time each
-stage took. `musicgen info FILE` prints a file's format, level and loudness.
+prompt (their controls read from the prompt, or given), one piece longer than the LM's
+context (`--long-duration`, by the sliding window), and continues a clip (the user's
+`--clip`, or one rendered from the embedded dataset). Into `--out` it writes 44.1 kHz WAV
+files, a log-mel spectrogram PNG of each and `index.html` (`demo_page.py`): per
+generation the prompt, the controls asked, what `musicgen.evaluation.checks` measures
+(tempo, key, instruments heard by the judge in `models/judge` or `--judge`) with a tick
+or a cross, the player and the spectrogram; for the continuation also the clip's and the
+new part's tempo and key. It prints the time each stage took. `musicgen info FILE` prints
+a file's format, level and loudness.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import time
 from pathlib import Path
@@ -17,13 +22,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mgcore import audio, dsp, loudness
+from mgcore import audio, loudness
 from mgcore.data.manifest import iter_manifest
 from musicgen import inputs
+from musicgen.controls.parse import parse_prompt
+from musicgen.controls.types import Controls
+from musicgen.demo_page import Item, index_html, score, spectrogram_png
+from musicgen.evaluation.checks import check_controls, measured
+from musicgen.evaluation.judge.api import Judge, default_judge
 from musicgen.pipeline import MusicGen
 from musicgen.synth.build import synth_dataset
-
-CODEC_RATE = 32000
 
 
 def _db(x: float) -> float:
@@ -48,11 +56,16 @@ def print_file_report(path: str | os.PathLike) -> None:
         _line("integrated loudness", f"{float(loudness.integrated_loudness(x, sr)):.2f} LUFS")
 
 
+# The default prompts, with explicit controls where the third shows them: phrased as
+# the embedded dataset's captions are, in styles it holds.
 PROMPTS = (
-    "A cheerful celtic folk tune with fiddle and flute at 112 bpm in D major.",
-    "Upbeat rock song with electric guitar, electric bass and drums, 126 BPM, E minor.",
-    "A calm ambient piece with synth pad and piano, slow, in C major.",
-)
+    ("A cheerful celtic folk tune with fiddle and flute at 112 bpm in D major.", None),
+    ("Upbeat rock song with electric guitar, electric bass and drums, 126 BPM, E minor.", None),
+    ("A laid-back bossa nova tune with flute, nylon guitar, upright bass and drums.",
+     {"bpm": 104, "key": "A minor"}),
+)  # fmt: skip
+LONG_PROMPT = "A waltz with violin, piano, cello and drums, 150 BPM, in G minor, 3/4."
+LONG_SECONDS = 30.0  # longer than any LM's context here: the sliding window at work
 CLIP_SECONDS = 4.0  # the opening of the clip that the continuation keeps
 
 
@@ -96,67 +109,65 @@ def _demo_clip(out: Path, seed: int, seconds: float) -> tuple[np.ndarray, int, s
     return x, rate, entry["caption"], str(entry["path"])
 
 
-def _spectrogram_png(wav_CxT: np.ndarray, rate: int, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    spec = np.asarray(dsp.log_mel_spectrogram(wav_CxT.mean(0), rate, 2048, 512, 128))
-    fig, ax = plt.subplots(figsize=(9, 3))
-    seconds = wav_CxT.shape[-1] / rate
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, 128))
-    ax.set(xlabel="seconds", ylabel="mel band")
-    ax.set_title(title[:110], fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+def _run_items(mg, jobs, duration, options, judge) -> tuple[list[Item], dict]:
+    """Generates `jobs` [(kind, prompt, explicit controls)] together, and checks each."""
+    prompts = [p for _, p, _ in jobs]
+    wavs = mg.generate(prompts, duration, controls=[c for _, _, c in jobs], **options)
+    timings = dict(mg.timings)
+    items = []
+    for (kind, prompt, explicit), wav, used in zip(jobs, wavs, mg.controls_used, strict=True):
+        shown, source = _asked(mg, prompt, explicit, used)
+        items.append(Item(kind, prompt, wav, shown, source,
+                          check_controls(wav, mg.sample_rate, shown, judge), stem=""))  # fmt: skip
+    return items, timings
 
 
-def _index_html(items: list[dict], timings: dict, title: str) -> str:
-    rows = []
-    for item in items:
-        rows.append(
-            f"<section><h2>{html.escape(item['kind'])}</h2>"
-            f"<p class=prompt>{html.escape(item['prompt'] or '(no prompt)')}</p>"
-            f'<audio controls preload=none src="{item["wav"]}"></audio>'
-            f'<img src="{item["png"]}" alt="log-mel spectrogram"></section>'
-        )
-    times = "".join(f"<li>{html.escape(k)}: {v:.1f} s</li>" for k, v in timings.items())
-    return (
-        "<!doctype html><meta charset=utf-8><title>musicgen demo</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}"
-        "img{width:100%}audio{width:100%}.prompt{font-style:italic}</style>"
-        f"<h1>musicgen demo</h1><p>{html.escape(title)}</p>"
-        + "".join(rows)
-        + f"<h2>Time per stage</h2><ul>{times}</ul>\n"
+def _asked(mg, prompt: str, explicit, used: Controls) -> tuple[Controls, str]:
+    """What a generation was asked, and where that came from, for the page."""
+    if not mg.lm.config.controls:
+        return parse_prompt(prompt), "read from the prompt; this model's LM takes no controls"
+    return used, "given explicitly, the rest read from the prompt" if explicit else (
+        "read from the prompt"
     )
+
+
+def _heard(wav: np.ndarray, rate: int) -> str:
+    bpm, key, mode = measured(wav, rate)
+    return f"{bpm:.1f} bpm, {key} {mode}"
 
 
 def run(
     out_dir: str | os.PathLike = "out",
     *,
     checkpoint=None,
-    prompts=PROMPTS,
+    prompts=None,
     duration: float = 10.0,
+    long_duration: float = LONG_SECONDS,
     seed: int = 0,
     clip: str | None = None,
+    judge: str | os.PathLike | None = None,
     refine_steps: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Generates for `prompts` and continues a clip into `out_dir` (module docstring).
+    """Generates for `prompts` (default: `PROMPTS`, with their controls), one long piece
+    and continues a clip into `out_dir` (module docstring).
 
     Every argument, and the clip, is checked before any generation.
 
-    Returns the written files and the seconds each stage took.
+    Returns the written files, the items and the seconds each stage took.
     """
     out = inputs.output_folder(out_dir)
-    prompts = inputs.prompts(prompts)
+    jobs = [(f"prompt {i + 1}", p, c) for i, (p, c) in enumerate(PROMPTS)]
+    if prompts is not None:
+        jobs = [(f"prompt {i + 1}", p, None) for i, p in enumerate(inputs.prompts(prompts))]
     inputs.number(duration, "duration", inputs.Range(0, low_open=True, unit="seconds"))
+    inputs.number(long_duration, "long duration", inputs.Range(0, unit="seconds"))
     inputs.seed(seed)
     if refine_steps is not None:
         inputs.refine_steps(refine_steps)
+    judge_dir = default_judge(judge)
+    if judge is not None and not Path(judge).is_dir():
+        raise inputs.BadArgument(f"--judge {judge}: not a folder; name a saved judge")
     options = dict(seed=seed, refine_steps=refine_steps, progress=progress)
     if clip is not None:  # its opening only, decoded now: a bad clip stops the demo here
         x, rate = read_clip(clip, CLIP_SECONDS)
@@ -166,45 +177,70 @@ def run(
     print(f"musicgen demo: JAX {jax.__version__} on {jax.devices()[0].platform}")
     start = time.perf_counter()
     mg = MusicGen.from_pretrained(checkpoint)
+    listener = Judge.from_pretrained(judge_dir) if judge_dir is not None else None
     timings["load the model"] = time.perf_counter() - start
     name = checkpoint or "the reference model (models/reference)"
-    print(f"[1/4] loaded {name} in {timings['load the model']:.1f} s")
+    print(f"[1/5] loaded {name}" + (f" and the judge {judge_dir}" if listener else "")
+          + f" in {timings['load the model']:.1f} s")  # fmt: skip
     inputs.duration(duration, mg.max_duration)
+    if long_duration:
+        inputs.duration(long_duration, mg.max_duration)
     # The clip's opening, at most half the longest generation: the continuation's total
     # (at least half of it new) then stays within max_duration.
     clip_seconds = min(CLIP_SECONDS, 0.5 * mg.max_duration)
     if clip is not None:
         x = x[..., : max(1, round(clip_seconds * rate))]
-    items = []
-    print(f"[2/4] {len(prompts)} prompts, {duration:g} s each")
-    for i, prompt in enumerate(prompts):
-        wav = mg.generate([prompt], duration, **options)[0]
-        for stage, seconds in mg.timings.items():
-            timings[f"{stage}, prompts"] = timings.get(f"{stage}, prompts", 0.0) + seconds
-        items.append(dict(kind=f"prompt {i + 1}", prompt=prompt, audio=wav))
-        print(f"  {prompt!r}: " + ", ".join(f"{k} {v:.1f} s" for k, v in mg.timings.items()))
+    print(f"[2/5] {len(jobs)} prompts, {duration:g} s each, in one batch")
+    items, stage = _run_items(mg, jobs, duration, options, listener)
+    timings.update({f"{k}, prompts": v for k, v in stage.items()})
+    if long_duration:
+        window = mg.lm.window_seconds
+        print(f"[3/5] {long_duration:g} s from one prompt (the LM's context is {window:g} s)")
+        long_items, stage = _run_items(mg, [(f"{long_duration:g} s by sliding window",
+                                             LONG_PROMPT, None)], long_duration, options,
+                                       listener)  # fmt: skip
+        long_items[0].notes.append(
+            f"Longer than the LM's {window:g} s context: each new window is conditioned on "
+            "the last part of the one before."
+        )
+        items += long_items
+        timings.update({f"{k}, long": v for k, v in stage.items()})
     start = time.perf_counter()
     if clip is None:
         x, rate, caption, source = _demo_clip(out, seed, clip_seconds)
         timings["render a clip of the embedded dataset"] = time.perf_counter() - start
     # At least half of --duration new; within max_duration (the clip's frames may round up).
     total = min(max(duration, x.shape[-1] / rate + 0.5 * duration), mg.max_duration)
-    print(f"[3/4] continuing the first {x.shape[-1] / rate:.1f} s of {source} to {total:g} s")
+    print(f"[4/5] continuing the first {x.shape[-1] / rate:.1f} s of {source} to {total:g} s")
     wav = mg.generate_continuation(x, rate, [caption] if caption else None, total, **options)[0]
-    for stage, seconds in mg.timings.items():
-        timings[f"{stage}, continuation"] = seconds
-    items.append(dict(kind="continuation", prompt=caption, audio=wav))
-    print(f"[4/4] writing {out}")
+    timings.update({f"{k}, continuation": v for k, v in mg.timings.items()})
+    used = mg.controls_used[0]
+    new = wav[..., round(x.shape[-1] / rate * mg.sample_rate) :]
+    item = Item("continuation", caption, wav, used,
+                "the prompt's, else the clip's own (estimated)" if mg.lm.config.controls
+                else "this model's LM takes no controls", check_controls(new, mg.sample_rate,
+                                                                         used, listener),
+                stem="continuation")  # fmt: skip
+    item.notes.append(f"the clip ({x.shape[-1] / rate:.1f} s of {source}): {_heard(x, rate)}")
+    item.notes.append(f"the new part ({new.shape[-1] / mg.sample_rate:.1f} s): "
+                      f"{_heard(new, mg.sample_rate)}")  # fmt: skip
+    items.append(item)
+    print(f"[5/5] writing {out}")
     start = time.perf_counter()
     for i, item in enumerate(items):
-        stem = "continuation" if item["kind"] == "continuation" else f"prompt_{i + 1}"
-        item["wav"], item["png"] = f"{stem}.wav", f"{stem}.png"
-        audio.save_audio(out / item["wav"], item["audio"], mg.sample_rate)
-        _spectrogram_png(item["audio"], mg.sample_rate, out / item["png"], item["prompt"] or stem)
+        item.stem = item.stem or ("long" if i >= len(jobs) else f"prompt_{i + 1}")
+        audio.save_audio(out / f"{item.stem}.wav", item.audio, mg.sample_rate)
+        spectrogram_png(item.audio, mg.sample_rate, out / f"{item.stem}.png",
+                        item.prompt or item.stem)  # fmt: skip
+        marks = " ".join(f"{c.control} {c.mark}" for c in item.checks) or "nothing measured"
+        print(f"  {item.kind}: {item.controls.describe()}: {marks}")
     timings["write files"] = time.perf_counter() - start
-    (out / "index.html").write_text(_index_html(items, timings, str(name)))
-    for stage, seconds in timings.items():
-        _line(stage, f"{seconds:.1f} s")
+    page = index_html(items, timings, str(name), str(judge_dir) if listener else None)
+    (out / "index.html").write_text(page)
+    passed, graded = score(items)
+    print(f"  {passed} of {graded} measured controls as asked")
+    for stage_name, seconds in timings.items():
+        _line(stage_name, f"{seconds:.1f} s")
     print(f"open {out / 'index.html'}")
-    files = [out / "index.html"] + [out / i[k] for i in items for k in ("wav", "png")]
+    files = [out / "index.html"] + [out / f"{i.stem}.{e}" for i in items for e in ("wav", "png")]
     return {"files": files, "timings": timings, "items": items}

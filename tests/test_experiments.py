@@ -62,3 +62,20 @@ def test_lm_recipe_has_musicgens_sizes(arg, layers, dim, heads):
     assert (model.layers, model.width, model.heads, model.hidden) == (layers, dim, heads, 4 * dim)
     assert (model.num_codebooks, model.card, model.pattern.kind) == (4, 2048, "delay")
     assert config.data.seconds == 30.0 and config.data.caption_dropout == 0.3
+
+
+@pytest.mark.parametrize("stage", ["codec", "judge", "refiner", "lm"])
+def test_reference_stages_share_one_dataset_and_one_codec(stage):
+    config = load_experiment(f"experiments/reference.py:{stage}")
+    debug = load_experiment(f"experiments/reference.py:{stage},debug")
+    assert debug.family == config.family and debug.train.steps <= 10
+    assert config.data.manifest == "data/embedded_16h/manifest.jsonl"
+    if stage in ("refiner", "lm"):
+        assert config.data.codec == "runs/reference/codec"
+    if stage == "codec":  # reconstruction only (the module docstring says why)
+        assert config.model.vocos.encoder_input == "magnitude"
+        assert config.loss.adversarial_start > config.train.steps
+    if stage == "lm":
+        assert config.model.controls and config.data.tokens == "data/tokens/reference"
+    with pytest.raises(ValueError, match="name one stage"):
+        load_experiment("experiments/reference.py:codec,lm")

@@ -153,3 +153,24 @@ def test_configs_that_cannot_work_are_one_line_errors(changes, message):
     with pytest.raises(ConfigError, match=message) as err:
         vocos_config(**changes)
     assert "\n" not in str(err.value)
+
+
+def test_magnitude_input_gives_the_encoder_a_bins_loudness_whatever_its_phase():
+    """A tone and the same tone a quarter period later: the real and imaginary channels
+    differ (a linear layer sees a filter output whose sign turns with the phase); the
+    magnitude channels that `encoder_input="magnitude"` adds are the same."""
+    t = np.arange(800) / 8000.0
+    hz = 1000.0  # bin 40 of 161 at n_fft 320
+    a = np.sin(2 * np.pi * hz * t).astype(np.float32)
+    b = np.sin(2 * np.pi * hz * t + np.pi / 2).astype(np.float32)
+    wav = jnp.asarray(np.stack([a, b])[:, :, None])
+    plain = _model(vocos_config(phase="frame")).encoder.features(wav)
+    extra = _model(vocos_config(phase="frame", encoder_input="magnitude")).encoder.features(wav)
+    bins = 161
+    assert plain.shape == (2, 10, 2 * bins) and extra.shape == (2, 10, 3 * bins)
+    np.testing.assert_array_equal(extra[..., : 2 * bins], plain)  # the same complex parts
+    mid = slice(2, 8)  # frames clear of the padded edges
+    complex_gap = float(jnp.abs(plain[0, mid, 40] - plain[1, mid, 40]).max())
+    magnitude = extra[:, mid, 2 * bins + 40]
+    assert complex_gap > 0.5 * float(magnitude.max())
+    np.testing.assert_allclose(magnitude[0], magnitude[1], rtol=1e-3)

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,25 +60,36 @@ def test_info_reports_a_good_file(tmp_path, capsys, rng):
     assert "FLAC PCM_16" in text and "44100 Hz / 2" in text and "LUFS" in text
 
 
-def test_demo_writes_audio_spectrograms_and_an_index(tiny_pipeline_folder, tmp_path, capsys):
+def test_demo_writes_audio_spectrograms_checks_and_an_index(
+    tiny_controls_pipeline, judge_debug, tmp_path, capsys
+):
+    folder = tiny_controls_pipeline.save_pretrained(tmp_path / "pipe")
     clip = tmp_path / "clip.wav"
     sf.write(clip, 0.1 * np.sin(np.arange(4410) * 0.05), 22050)  # 0.2 s
     out = tmp_path / "out"
-    argv = ["demo", "--checkpoint", str(tiny_pipeline_folder), "--out", str(out), "--duration",
-            "0.4", "--clip", str(clip), "--prompt", "calm flute", "--prompt", "fast <drums>",
+    argv = ["demo", "--checkpoint", str(folder), "--out", str(out), "--duration", "0.4",
+            "--long-duration", "1.5", "--clip", str(clip), "--judge", str(judge_debug[0]),
+            "--prompt", "calm flute at 90 bpm in C major", "--prompt", "fast <drums>",
             "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
     names = {p.name for p in out.iterdir()}
-    assert {"index.html", "prompt_1.wav", "prompt_2.wav", "continuation.wav", "prompt_1.png",
-            "continuation.png"} <= names  # fmt: skip
-    for name in ("prompt_1.wav", "continuation.wav"):
+    assert {"index.html", "prompt_1.wav", "prompt_2.wav", "long.wav", "continuation.wav",
+            "prompt_1.png", "long.png", "continuation.png"} <= names  # fmt: skip
+    for name, seconds in (("prompt_1.wav", 0.4), ("long.wav", 1.5), ("continuation.wav", 0.4)):
         audio, rate = sf.read(out / name)
-        assert rate == 44100 and len(audio) == round(0.4 * 44100)
+        assert rate == 44100 and len(audio) == round(seconds * 44100)
     page = (out / "index.html").read_text()
-    assert page.count("<audio") == 3 and page.count("<img") == 3
+    assert page.count("<audio") == 4 and page.count("<img") == 4
     assert "fast &lt;drums&gt;" in page and "calm flute" in page  # prompts, escaped
+    # Prompt 1's controls, read from it, each with what was measured and a mark.
+    assert "controls: 90 bpm, C major, flute" in page and "read from the prompt" in page
+    first = page[page.index("calm flute") : page.index("fast &lt;drums&gt;")]
+    assert first.count("<tr class=") == 3 and first.count("<td class=mark>") == 3
+    assert "<td>90 bpm</td>" in first and "<td>C major</td>" in first and "p = 0." in first
+    assert "1.5 s by sliding window" in page and "the new part" in page and "the clip" in page
     printed = capsys.readouterr().out
-    assert "lm, prompts" in printed and "refiner, continuation" in printed
+    assert "lm, prompts" in printed and "lm, continuation" in printed
+    assert "measured controls as asked" in printed
 
 
 def _main(argv, capsys):
@@ -115,3 +127,30 @@ def test_demo_checks_the_clip_and_every_argument_before_any_work(tmp_path, capsy
     assert not (tmp_path / "o").exists()
     code, err = _main(["demo", "--out", str(tmp_path / "o"), "--clip", str(nan)], capsys)
     assert code == 1 and len(err) == 1 and "NaN" in err[0], err
+
+
+def test_assemble_saves_the_judge_inside_the_pipeline_in_float16(
+    tiny_pipeline_folder, judge_debug, tmp_path, monkeypatch
+):
+    from musicgen.evaluation.judge import api as judge_api
+    from musicgen.pipeline import MusicGen
+
+    src, out = tiny_pipeline_folder, tmp_path / "pipe"
+    argv = ["assemble", "--lm", str(src / "lm"), "--codec", str(src / "refiner" / "codec"),
+            "--refiner", str(src / "refiner"), "--judge", str(judge_debug[0]), "--out",
+            str(out), "--float16"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert {p.name for p in (out / "judge").iterdir()} == {"judge.json", "model.safetensors"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+    MusicGen.from_pretrained(out)  # the judge does not disturb the pipeline
+    clip = 0.1 * np.random.default_rng(0).standard_normal((1, 16000)).astype(np.float32)
+    saved = judge_api.Judge.from_pretrained(out / "judge").instrument_probs([clip], 16000)
+    trained = judge_api.Judge.from_pretrained(judge_debug[0]).instrument_probs([clip], 16000)
+    np.testing.assert_allclose(saved, trained, atol=2e-3)
+    # With no judge named and none in models/judge, the reference model's is used.
+    monkeypatch.setattr(judge_api, "DEFAULT_DIR", tmp_path / "none")
+    monkeypatch.setattr(judge_api, "REFERENCE_DIR", out / "judge")
+    assert judge_api.default_judge(None) == out / "judge"
+    assert judge_api.default_judge("mine") == Path("mine")
+    monkeypatch.setattr(judge_api, "REFERENCE_DIR", tmp_path / "none")
+    assert judge_api.default_judge(None) is None

@@ -233,13 +233,16 @@ class Judge:
         return cls(model, text, **kwargs)
 
 
-# Where `musicgen eval codec` and `eval generate` look when no judge is named.
+# Where `musicgen eval codec`, `eval generate` and the demo look when no judge is named:
+# a judge you trained and saved, then the one committed with the reference model.
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "models" / "judge"
+REFERENCE_DIR = Path(__file__).resolve().parents[3] / "models" / "reference" / "judge"
 
 
 def default_judge(source: str | os.PathLike | None) -> Path | None:
     """The judge folder to use: `source` when given, else `models/judge` when a judge was
-    saved there, else None (no instrument, CLAP, FD or KL scores)."""
+    saved there, else the reference model's (`models/reference/judge`), else None (no
+    instrument, CLAP, FD or KL scores)."""
     if source is not None:
         return Path(source)
-    return DEFAULT_DIR if DEFAULT_DIR.is_dir() else None
+    return next((d for d in (DEFAULT_DIR, REFERENCE_DIR) if d.is_dir()), None)
