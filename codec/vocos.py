@@ -3,7 +3,7 @@
 `CodecConfig(architecture="vocos")` builds these in place of the SEANet pair:
 
     encoder: waveform -> STFT (n_fft = 4 hops, one frame per code frame) -> compressed
-             complex bins |X|^c e^{i angle X} as channels -> linear -> ConvNeXt blocks
+             complex bins |X|^c e^{i angle X} (and |X|^c) as channels -> linear -> ConvNeXt blocks
              -> LayerNorm -> linear to the latent width
     decoder: latent -> conv (k = 7) -> ConvNeXt blocks -> LayerNorm -> linear to
              (log magnitude, phase) per bin -> X = exp(m) e^{i p} -> inverse STFT
@@ -15,9 +15,11 @@ wall time (about 35 minutes of one core each, same data and tokens), it reached 
 quality on the test split (mel distance 2.91 against 2.90, key, instruments and CLAP at
 the same low level; `results/codec_vocos/`) at 1.5x the training steps a second, and
 encodes 4-6x and decodes 1.3-1.8x faster; neither kept pitch at that budget, which is
-what the long run is for. Pitch is not lost in the quantiser: trained with continuous
-latents for 2000 steps, this pair decodes no better (mel distance 2.645) than with 2 kbps
-of EMA codes (2.638); what limits it is how many steps the encoder and decoder get.
+what the long run was for. What then limited it was the encoder's first layer:
+reading bins only as real and imaginary parts, a linear layer cannot tell how loud a bin
+is (`StftEncoder`), and the latents kept loudness and onsets but no pitch; with
+magnitudes added (`encoder_input="magnitude"`) the same 2000 steps reached mel distance
+1.91 against 2.52, instruments heard 56 % against 11 % (`results/codec_vocos/`).
 In more detail:
 
 - **No transposed convolutions.** SEANet's decoder upsamples by transposed convolutions
@@ -25,11 +27,11 @@ In more detail:
   cores) decoded with a 50 Hz buzz whose harmonics pulled every key estimate to G major.
   An inverse STFT has a frame-rate artefact of its own only where its frames repeat, and
   the phase convention below removes that one.
-- **Pitch lives where the network works** (the design's bet; not yet measured: no run so
-  far trained long enough to keep pitch). A 1280-point window at 16 kHz resolves
-  12.5 Hz; the encoder reads the harmonics as channels and the decoder writes them as
-  bins, so keeping a pitch is a per-frame linear job, not something a stack of strided
-  convolutions must rebuild sample by sample.
+- **Pitch lives where the network works.** A 1280-point window at 16 kHz resolves
+  12.5 Hz; the encoder reads the harmonics as channels (their magnitudes, with
+  `encoder_input="magnitude"`) and the decoder writes them as bins, so keeping a pitch
+  is a per-frame job, not something a stack of strided convolutions must rebuild sample
+  by sample.
 - **Cheap.** Every layer runs at the frame rate (50 positions a second, not 16,000). By
   XLA's count a round trip of one second of audio costs 0.57 GFLOP with
   `experiments/codec_vocos.py` (5.6M parameters; encoder 0.20) against 2.06 GFLOP with

@@ -25,7 +25,8 @@ import numpy as np
 from mgcore import audio, loudness
 from mgcore.data.manifest import iter_manifest
 from musicgen import inputs
-from musicgen.controls.parse import parse_prompt
+from musicgen.controls.estimate import estimate_controls
+from musicgen.controls.parse import resolve
 from musicgen.controls.types import Controls
 from musicgen.demo_page import Item, index_html, score, spectrogram_png
 from musicgen.evaluation.checks import check_controls, measured
@@ -112,7 +113,8 @@ def _demo_clip(out: Path, seed: int, seconds: float) -> tuple[np.ndarray, int, s
 def _run_items(mg, jobs, duration, options, judge) -> tuple[list[Item], dict]:
     """Generates `jobs` [(kind, prompt, explicit controls)] together, and checks each."""
     prompts = [p for _, p, _ in jobs]
-    wavs = mg.generate(prompts, duration, controls=[c for _, _, c in jobs], **options)
+    given = [c for _, _, c in jobs] if mg.lm.config.controls else None
+    wavs = mg.generate(prompts, duration, controls=given, **options)
     timings = dict(mg.timings)
     items = []
     for (kind, prompt, explicit), wav, used in zip(jobs, wavs, mg.controls_used, strict=True):
@@ -125,7 +127,8 @@ def _run_items(mg, jobs, duration, options, judge) -> tuple[list[Item], dict]:
 def _asked(mg, prompt: str, explicit, used: Controls) -> tuple[Controls, str]:
     """What a generation was asked, and where that came from, for the page."""
     if not mg.lm.config.controls:
-        return parse_prompt(prompt), "read from the prompt; this model's LM takes no controls"
+        asked = resolve(prompt, Controls.make(**explicit) if explicit else None)
+        return asked, "as asked; this model's LM takes no controls, so none were used"
     return used, "given explicitly, the rest read from the prompt" if explicit else (
         "read from the prompt"
     )
@@ -214,12 +217,13 @@ def run(
     print(f"[4/5] continuing the first {x.shape[-1] / rate:.1f} s of {source} to {total:g} s")
     wav = mg.generate_continuation(x, rate, [caption] if caption else None, total, **options)[0]
     timings.update({f"{k}, continuation": v for k, v in mg.timings.items()})
-    used = mg.controls_used[0]
+    used, source = mg.controls_used[0], "the prompt's, else the clip's own (estimated)"
+    if not mg.lm.config.controls:
+        used = resolve(caption or "", None, estimate_controls(x, rate))
+        source += "; this model's LM takes no controls, so none were used"
     new = wav[..., round(x.shape[-1] / rate * mg.sample_rate) :]
-    item = Item("continuation", caption, wav, used,
-                "the prompt's, else the clip's own (estimated)" if mg.lm.config.controls
-                else "this model's LM takes no controls", check_controls(new, mg.sample_rate,
-                                                                         used, listener),
+    item = Item("continuation", caption, wav, used, source,
+                check_controls(new, mg.sample_rate, used, listener),
                 stem="continuation")  # fmt: skip
     item.notes.append(f"the clip ({x.shape[-1] / rate:.1f} s of {source}): {_heard(x, rate)}")
     item.notes.append(f"the new part ({new.shape[-1] / mg.sample_rate:.1f} s): "
