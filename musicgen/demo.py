@@ -116,11 +116,13 @@ def _run_items(mg, jobs, duration, options, judge) -> tuple[list[Item], dict]:
     given = [c for _, _, c in jobs] if mg.lm.config.controls else None
     wavs = mg.generate(prompts, duration, controls=given, **options)
     timings = dict(mg.timings)
+    start = time.perf_counter()
     items = []
     for (kind, prompt, explicit), wav, used in zip(jobs, wavs, mg.controls_used, strict=True):
         shown, source = _asked(mg, prompt, explicit, used)
         items.append(Item(kind, prompt, wav, shown, source,
                           check_controls(wav, mg.sample_rate, shown, judge), stem=""))  # fmt: skip
+    timings["measure"] = time.perf_counter() - start
     return items, timings
 
 
@@ -222,9 +224,11 @@ def run(
         used = resolve(caption or "", None, estimate_controls(x, rate))
         source += "; this model's LM takes no controls, so none were used"
     new = wav[..., round(x.shape[-1] / rate * mg.sample_rate) :]
+    start = time.perf_counter()
     item = Item("continuation", caption, wav, used, source,
                 check_controls(new, mg.sample_rate, used, listener),
                 stem="continuation")  # fmt: skip
+    timings["measure, continuation"] = time.perf_counter() - start
     item.notes.append(f"the clip ({x.shape[-1] / rate:.1f} s of {source}): {_heard(x, rate)}")
     item.notes.append(f"the new part ({new.shape[-1] / mg.sample_rate:.1f} s): "
                       f"{_heard(new, mg.sample_rate)}")  # fmt: skip
