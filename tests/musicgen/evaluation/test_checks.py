@@ -11,7 +11,7 @@ from .test_music import C_MAJOR, RATE, click_track
 class Judge:
     """Stands in for a trained judge: fixed probabilities for a three-name vocabulary."""
 
-    instruments = ["drums", "flute", "piano"]
+    instruments = ("drums", "flute", "piano")
 
     def instrument_probs(self, audio, rate):
         assert len(audio) == 1 and rate == RATE
