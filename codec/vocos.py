@@ -229,10 +229,11 @@ class StftEncoder(nnx.Module):
         spec_BxCxSxF = frames(c, wav_BxTxC, first_frame)
         # |X|^c e^{i angle X} = X |X|^(c - 1); the floor keeps silence's gradient finite.
         magnitude = jnp.sqrt(jnp.square(spec_BxCxSxF.real) + jnp.square(spec_BxCxSxF.imag))
-        scale = jnp.maximum(magnitude, 1e-5) ** (c.compress - 1.0)
+        magnitude = jnp.maximum(magnitude, 1e-5)
+        scale = magnitude ** (c.compress - 1.0)
         parts = (spec_BxCxSxF.real * scale, spec_BxCxSxF.imag * scale)
         if c.encoder_input == "magnitude":
-            parts += (jnp.maximum(magnitude, 1e-5) ** c.compress,)
+            parts += (magnitude**c.compress,)
         return jnp.concatenate(
             [jnp.moveaxis(p, -1, 1).reshape(p.shape[0], p.shape[-1], -1) for p in parts], -1
         )

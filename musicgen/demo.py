@@ -136,8 +136,8 @@ def _asked(mg, prompt: str, explicit, used: Controls) -> tuple[Controls, str]:
     )
 
 
-def _heard(wav: np.ndarray, rate: int) -> str:
-    bpm, key, mode = measured(wav, rate)
+def _described(estimates: tuple[float, str, str]) -> str:
+    bpm, key, mode = estimates
     return f"{bpm:.1f} bpm, {key} {mode}"
 
 
@@ -225,13 +225,15 @@ def run(
         source += "; this model's LM takes no controls, so none were used"
     new = wav[..., round(x.shape[-1] / rate * mg.sample_rate) :]
     start = time.perf_counter()
+    heard = measured(new, mg.sample_rate)
     item = Item("continuation", caption, wav, used, source,
-                check_controls(new, mg.sample_rate, used, listener),
+                check_controls(new, mg.sample_rate, used, listener, heard),
                 stem="continuation")  # fmt: skip
     timings["measure, continuation"] = time.perf_counter() - start
-    item.notes.append(f"the clip ({x.shape[-1] / rate:.1f} s of {source}): {_heard(x, rate)}")
+    item.notes.append(f"the clip ({x.shape[-1] / rate:.1f} s of {source}): "
+                      + _described(measured(x, rate)))  # fmt: skip
     item.notes.append(f"the new part ({new.shape[-1] / mg.sample_rate:.1f} s): "
-                      f"{_heard(new, mg.sample_rate)}")  # fmt: skip
+                      + _described(heard))  # fmt: skip
     items.append(item)
     print(f"[5/5] writing {out}")
     start = time.perf_counter()

@@ -16,8 +16,9 @@ import numpy as np
 
 from musicgen.controls.types import Controls
 from musicgen.evaluation import music
+from musicgen.evaluation.scoring import GenerateEvalConfig
 
-HEARD = 0.5  # the judge's probability over which an instrument counts as heard (eval's)
+HEARD = GenerateEvalConfig.judge_threshold  # an instrument counts as heard above this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +50,15 @@ def measured(audio: np.ndarray, rate: int) -> tuple[float, str, str]:
     return music.estimate_tempo(audio, rate), *music.estimate_key(audio, rate)
 
 
-def check_controls(audio: np.ndarray, rate: int, controls: Controls, judge=None) -> list[Check]:
+def check_controls(
+    audio: np.ndarray, rate: int, controls: Controls, judge=None, estimates=None
+) -> list[Check]:
     """The checks of one clip's asked controls (module docstring), in the order tempo,
-    key, then the instruments as asked."""
+    key, then the instruments as asked; `estimates` is `measured(audio, rate)` where the
+    caller has it already."""
     checks = []
     if controls.bpm is not None or controls.key is not None:
-        bpm, key, mode = measured(audio, rate)
+        bpm, key, mode = estimates or measured(audio, rate)
     if controls.bpm is not None:
         grade = music.tempo_match(controls.bpm, bpm)
         checks.append(Check("tempo", f"{controls.bpm:g} bpm", f"{bpm:.1f} bpm",
