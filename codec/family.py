@@ -319,7 +319,12 @@ def debug_variant(config: CodecExperiment) -> CodecExperiment:
         config,
         data={"crop_seconds": 0.1},
         model=dataclasses.replace(model, seanet=seanet, vocos=vocos, quantizer=quantizer),
-        discriminator=DiscriminatorConfig.debug(),
+        # One sub-discriminator of each family: their shapes and gradients are tested on
+        # `DiscriminatorConfig.debug()`; here the run's compile time is what counts (the
+        # discriminators' initialiser and step were most of a debug run's).
+        discriminator=dataclasses.replace(
+            DiscriminatorConfig.debug(), periods=(2,), mrd_windows=(128,), msstft_n_ffts=(128,)
+        ),
     )
 
 

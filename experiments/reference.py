@@ -42,6 +42,10 @@ STAGES = ("codec", "judge", "lm", "refiner")
 MANIFEST = "data/embedded_16h/manifest.jsonl"
 CODEC = "runs/reference/codec"
 CODEC_STEPS = 16000
+# What one 3-hour session of this 2-core machine holds after the codec and its token cache
+# (the model card gives the runs): the refiner beside the encoding, the LM after it.
+REFINER_STEPS = 2000
+LM_STEPS = 3000
 
 
 def get_config(arg: str = ""):
@@ -76,10 +80,11 @@ def get_config(arg: str = ""):
         config = recipe("refiner_tiny")
         if debug:
             return config
-        return replace(config, model={"width": 128}, data={"manifest": MANIFEST, "codec": CODEC})
+        return replace(config, model={"width": 128}, data={"manifest": MANIFEST, "codec": CODEC},
+                       train={"steps": REFINER_STEPS})  # fmt: skip
     config = recipe("lm_controls")
     if debug:
         return config
     data = {"tokens": "data/tokens/reference", "codec": CODEC, "manifest": MANIFEST,
             "embedded_hours": 16.0}  # fmt: skip
-    return replace(config, data=data)
+    return replace(config, data=data, train={"steps": LM_STEPS})

@@ -119,5 +119,11 @@ def add_generate_commands(sub) -> None:
         default=120.0,
         help="longest generation allowed, seconds (default 120)",
     )
+    asm.add_argument(
+        "--refine-steps",
+        type=ranged(inputs.REFINE_STEPS),
+        default=8,
+        help="the pipeline's default refiner steps (default 8)",
+    )
     asm.add_argument("--float16", action="store_true", help="store weights as float16")
     asm.set_defaults(run="cmd_assemble")

@@ -371,6 +371,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         load_codec(args.codec),
         refiner,
         max_duration=args.max_duration,
+        refine_steps=args.refine_steps,
     )
     out = mg.save_pretrained(args.out, float16=args.float16)
     if judge is not None:  # written beside, then moved in: never half a judge

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +58,7 @@ class SamplingConfig:
     def __post_init__(self):
         # Built from the API, pipeline.json and --set alike: one place refuses NaN (which
         # samples token 0 everywhere), inf and out-of-range values, in one line. Numpy
-        # scalars become Python numbers (the config is a static, hashed argument of jit).
+        # scalars become Python numbers.
         for name, allowed in SAMPLING.items():
             value = getattr(self, name)
             number = as_number(value)
@@ -81,19 +82,50 @@ SAMPLING = {
 }
 
 
-def sample_logits(logits_BxKxV, rng, temperature: float, top_k: int, top_p: float):
-    """Tokens `[B, K]` from logits with temperature, top-k and top-p (greedy at T=0)."""
-    # Below 1e-4 sampling is practically the argmax, and a tiny temperature (1e-40)
-    # overflows the divided logits to inf (NaN after top-p): take the argmax.
-    if temperature < 1e-4:
+# Below this temperature sampling is practically the argmax, and a tiny temperature (1e-40)
+# overflows the divided logits to inf (NaN after top-p): take the argmax.
+GREEDY_BELOW = 1e-4
+
+
+class SamplingForm(NamedTuple):
+    """What of a `SamplingConfig` shapes the compiled sampling loop. Its values
+    (temperature, top-p, guidance) are traced arguments, so changing them does not compile
+    the loop again; turning one on or off, or another top-k, does."""
+
+    greedy: bool
+    top_k: int
+    nucleus: bool
+    guided: bool
+    dtype: str
+
+    @classmethod
+    def of(cls, sampling: SamplingConfig) -> SamplingForm:
+        return cls(
+            greedy=sampling.temperature < GREEDY_BELOW,
+            top_k=sampling.top_k,
+            nucleus=sampling.top_p > 0.0,
+            guided=sampling.cfg_coef != 1.0,
+            dtype=sampling.dtype,
+        )
+
+
+def sample_logits(logits_BxKxV, rng, temperature, top_k: int, top_p, *, greedy=None, nucleus=None):
+    """Tokens `[B, K]` from logits with temperature, top-k and top-p (greedy at T=0).
+
+    `greedy` and `nucleus` (top-p on) default to what the numbers say; given, they decide
+    the program and `temperature` and `top_p` may be traced scalars.
+    """
+    greedy = temperature < GREEDY_BELOW if greedy is None else greedy
+    nucleus = top_p > 0.0 if nucleus is None else nucleus
+    if greedy:
         return jnp.argmax(logits_BxKxV, axis=-1).astype(jnp.int32)
     logits_BxKxV = logits_BxKxV / temperature
     card = logits_BxKxV.shape[-1]
     k = card if top_k <= 0 or top_k >= card else top_k
-    if k == card and top_p <= 0.0:
+    if k == card and not nucleus:
         return jax.random.categorical(rng, logits_BxKxV).astype(jnp.int32)
     values_BxKxk, index_BxKxk = jax.lax.top_k(logits_BxKxV, k)  # sorted, descending
-    if top_p > 0.0:
+    if nucleus:
         probs = jax.nn.softmax(values_BxKxk, axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs  # mass of the more likely tokens
         values_BxKxk = jnp.where(before < top_p, values_BxKxk, -jnp.inf)
@@ -103,7 +135,7 @@ def sample_logits(logits_BxKxV, rng, temperature: float, top_k: int, top_p: floa
     )
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "prefill", "progress_every"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "form", "prefill", "progress_every"))
 def generate_window(
     graphdef,
     state,
@@ -111,9 +143,10 @@ def generate_window(
     text_mask_BxL,
     known_BxKxS,
     seed_key,
+    values_3,
     controls=None,
     *,
-    sampling: SamplingConfig,
+    form: SamplingForm,
     prefill: int = 0,
     progress_every: int = 0,
 ):
@@ -124,18 +157,20 @@ def generate_window(
       text_BxLxC, text_mask_BxL: the prompts' text states and mask (conditional rows).
       known_BxKxS: forced tokens, -1 where the step is sampled.
       seed_key: a `jax.random.key`.
+      values_3: temperature, top-p and guidance coefficient, float32.
       controls: the rows' control arrays for this window (`musicgen/lm/controls.py`), or
         None.
-      sampling: temperature, top-k, top-p, guidance and dtype.
+      form: greedy or not, top-k, top-p on or off, guided or not, dtype.
       prefill: the first `prefill` steps are wholly known: one forward pass writes their
         cache, and the loop starts after them.
       progress_every: call the host's progress callback every this many steps (0: never).
     """
     model: MusicGenLM = nnx.merge(graphdef, state)
-    dtype = jnp.dtype(sampling.dtype)
+    dtype = jnp.dtype(form.dtype)
     batch, _, steps = known_BxKxS.shape
     special = model.config.special
-    guided = sampling.cfg_coef != 1.0
+    guided = form.guided
+    temperature, top_p, cfg_coef = values_3[0], values_3[1], values_3[2]
     if guided:  # unconditional rows: no text and no controls at all (mask 0)
         text_BxLxC = jnp.concatenate([text_BxLxC, jnp.zeros_like(text_BxLxC)])
         text_mask_BxL = jnp.concatenate([text_mask_BxL, jnp.zeros_like(text_mask_BxL)])
@@ -154,9 +189,11 @@ def generate_window(
         logits, cache = model.decode_step(inputs, s, cache, cross, dtype)
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
-            logits = uncond + sampling.cfg_coef * (cond - uncond)
+            logits = uncond + cfg_coef * (cond - uncond)
         rng = jax.random.fold_in(seed_key, s)
-        sampled = sample_logits(logits, rng, sampling.temperature, sampling.top_k, sampling.top_p)
+        sampled = sample_logits(
+            logits, rng, temperature, form.top_k, top_p, greedy=form.greedy, nucleus=form.nucleus
+        )
         tokens_BxK = jnp.where(known_BxK >= 0, known_BxK, sampled)
         if progress_every:
             jax.lax.cond(
@@ -267,6 +304,7 @@ def generate_codes(
     frames = max(frames, prompt.shape[-1])
     codes = prompt
     key = jax.random.key(seed)
+    values = jnp.asarray([sampling.temperature, sampling.top_p, sampling.cfg_coef], jnp.float32)
     span = min(frames, window)  # each window's frames: one compiled program for all
     every = max(1, pattern.steps(span) // 50) if progress else 0
     while codes.shape[-1] < frames:
@@ -290,8 +328,9 @@ def generate_codes(
                 jnp.asarray(text_mask_BxL),
                 jnp.asarray(known),
                 jax.random.fold_in(key, done),
+                values,
                 window_controls,
-                sampling=sampling,
+                form=SamplingForm.of(sampling),
                 prefill=known_prefix(known) if prefill else 0,
                 progress_every=every,
             )

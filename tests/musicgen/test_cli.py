@@ -138,11 +138,11 @@ def test_assemble_saves_the_judge_inside_the_pipeline_in_float16(
     src, out = tiny_pipeline_folder, tmp_path / "pipe"
     argv = ["assemble", "--lm", str(src / "lm"), "--codec", str(src / "refiner" / "codec"),
             "--refiner", str(src / "refiner"), "--judge", str(judge_debug[0]), "--out",
-            str(out), "--float16"]  # fmt: skip
+            str(out), "--float16", "--refine-steps", "4"]  # fmt: skip
     assert cli.main(argv) == 0
     assert {p.name for p in (out / "judge").iterdir()} == {"judge.json", "model.safetensors"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
-    MusicGen.from_pretrained(out)  # the judge does not disturb the pipeline
+    assert MusicGen.from_pretrained(out).refine_steps == 4  # the judge does not disturb it
     clip = 0.1 * np.random.default_rng(0).standard_normal((1, 16000)).astype(np.float32)
     saved = judge_api.Judge.from_pretrained(out / "judge").instrument_probs([clip], 16000)
     trained = judge_api.Judge.from_pretrained(judge_debug[0]).instrument_probs([clip], 16000)

@@ -11,7 +11,7 @@ from flax import nnx
 from musicgen.lm.api import abstract_lm
 from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
 from musicgen.lm.patterns import Pattern, PatternConfig
-from musicgen.lm.sampling import SamplingConfig, generate_codes, sample_logits
+from musicgen.lm.sampling import SamplingConfig, generate_codes, generate_window, sample_logits
 
 CONFIG = LMConfig(num_codebooks=4, card=32, num_layers=2, dim=32, num_heads=4, text_dim=16)
 
@@ -150,6 +150,25 @@ def test_seed_prompt_and_long_form(model, rng):
     assert (a != c).mean() > 0.3
     assert a.min() >= 0 and a.max() < CONFIG.card  # never the special token
     assert seen[-1] == (27, 27) and all(d <= t for d, t in seen)
+
+
+def test_new_values_of_temperature_top_p_and_guidance_do_not_compile_again(model, rng):
+    text, mask = _text(rng, 2)
+    kw = dict(window=8, stride=4, seed=3)
+    base = SamplingConfig(temperature=1.0, top_k=8, top_p=0.9, cfg_coef=3.0)
+    first = generate_codes(model, text, mask, 8, sampling=base, **kw)
+    compiled = generate_window._cache_size()
+    others = [
+        generate_codes(model, text, mask, 8, sampling=dataclasses.replace(base, **change), **kw)
+        for change in ({"temperature": 0.5}, {"top_p": 0.3}, {"cfg_coef": 7.0})
+    ]
+    assert generate_window._cache_size() == compiled
+    assert all((first != o).any() for o in others)  # each value reaches the draw
+    # and the traced values draw what the same numbers as constants draw, step 0 of row 0
+    logits = jnp.asarray(rng.normal(size=(1, 4, CONFIG.card)), jnp.float32)
+    key = jax.random.key(0)
+    traced = jax.jit(lambda t, p: sample_logits(logits, key, t, 8, p, greedy=False, nucleus=True))
+    np.testing.assert_array_equal(traced(0.5, 0.3), sample_logits(logits, key, 0.5, 8, 0.3))
 
 
 def test_prefilled_prompt_and_context_match_step_by_step(model, rng):
