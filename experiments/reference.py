@@ -45,7 +45,7 @@ CODEC_STEPS = 16000
 # What one 3-hour session of this 2-core machine holds after the codec and its token cache
 # (the model card gives the runs): the refiner beside the encoding, the LM after it.
 REFINER_STEPS = 2000
-LM_STEPS = 3000
+LM_STEPS = 2500
 
 
 def get_config(arg: str = ""):

@@ -154,5 +154,8 @@ def add_eval_commands(sub) -> None:
                      help="(default 0: off)")  # fmt: skip
     gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="decoder compute dtype (default float32)")  # fmt: skip
+    gen.add_argument("--no-controls-table", action="store_true",
+                     help="for an LM with controls, leave out the controls table (its three "
+                     "more generations of every prompt)")  # fmt: skip
     gen.add_argument("--out", help="folder for generate_eval.json/.md and plots")
     gen.set_defaults(run="cmd_eval_generate")

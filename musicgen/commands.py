@@ -232,6 +232,7 @@ def cmd_eval_generate(args: argparse.Namespace) -> int:
         split=args.split, n=args.n, seconds=args.seconds, continuations=args.continuations,
         prompt_seconds=args.prompt_seconds, continue_seconds=args.continue_seconds,
         batch=args.batch, seed=args.seed, sampling=sampling,
+        controls_table=not args.no_controls_table,
     )  # fmt: skip
     report = evaluate_generation(args.checkpoint, args.manifest, judge=args.judge,
                                  codec=args.codec, tokens=args.tokens, config=config)  # fmt: skip

@@ -200,7 +200,7 @@ def evaluate_generation(
         )
 
     controls = None
-    if lm.config.controls:
+    if lm.config.controls and config.controls_table:
         start = time.perf_counter()
 
         def generate(prompts, asked):

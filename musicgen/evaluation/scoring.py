@@ -63,6 +63,8 @@ class GenerateEvalConfig:
       copy_seconds: a generation copying a longer run than this counts as copying.
       judge_threshold: an instrument counts as heard above this probability.
       sampling: temperature, top-k, top-p, guidance and dtype of generation.
+      controls_table: for an LM with controls, also the controls table (three more
+        generations of every prompt: about two thirds of the evaluation's time).
     """
 
     split: str = "test"
@@ -76,6 +78,7 @@ class GenerateEvalConfig:
     copy_seconds: float = 5.0
     judge_threshold: float = 0.5
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    controls_table: bool = True
 
 
 @dataclasses.dataclass

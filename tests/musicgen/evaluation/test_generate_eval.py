@@ -122,3 +122,19 @@ def test_adherence_hook_with_a_judge_adds_instruments_and_clap(judge_debug):
     text = judge.text_embeddings(prompts)
     audio = judge.audio_embeddings([click_track(120, 2.0)] * 2, RATE)
     assert out["eval/adherence_clap"] == pytest.approx(float(np.mean(np.sum(text * audio, -1))))
+
+
+def test_an_lm_with_controls_gets_the_controls_table_unless_left_out(
+    tiny_controls_pipeline, judge_debug, embedded_manifest, tmp_path
+):
+    folder = tiny_controls_pipeline.save_pretrained(tmp_path / "pipe")
+    argv = ["eval", "generate", "--checkpoint", str(folder), "--manifest", embedded_manifest,
+            "--judge", str(judge_debug[0]), "--n", "2", "--seconds", "1", "--continuations",
+            "0", "--batch", "2", "--top-k", "20"]  # fmt: skip
+    for flags, table in (([], True), (["--no-controls-table"], False)):
+        out = tmp_path / f"report_{table}"
+        assert cli.main([*argv, *flags, "--out", str(out)]) == 0
+        report = json.loads((out / "generate_eval.json").read_text())
+        assert report["config"]["controls_table"] is table
+        assert (report["controls"] is not None) is table
+        assert report["rows"]["model"]["clips"] == 2  # the parsed-controls row either way
