@@ -2,9 +2,10 @@
 
 A family supplies four things (`Family`): the model, a pure loss over a batch,
 a host data iterator with `get_state`/`set_state`, and optionally an evaluation
-hook. The trainer owns everything else: the optimiser chain (`optim.py`), a
-pure jitted `train_step(state, batch) -> (state, metrics)` over the
-`nnx.split` state with the state donated, bfloat16 compute over float32 master
+hook. The trainer owns everything else: the optimiser chain (`optim.py`), the sharded
+state and its initialisation (`train_state.py`), a pure jitted
+`train_step(state, batch) -> (state, metrics)` over the `nnx.split` state with the
+state donated, bfloat16 compute over float32 master
 weights by option, weight EMA, skipping and counting non-finite updates,
 checkpoints with the data iterator's state (`checkpoint.py`), saving and
 stopping cleanly on SIGTERM/SIGINT, and metrics (`metrics.py`). The next step is
@@ -33,8 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from optax.transforms._masking import MaskedNode as _MaskedNode
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from mgcore.bounds import within
@@ -42,15 +42,13 @@ from mgcore.checkpoint import Checkpointer, PreemptionGuard
 from mgcore.config_types import ConfigError
 from mgcore.data.config import debug_data
 from mgcore.metrics import MetricsWriter, Throughput
-from mgcore.optim import MAX_STEPS, OptimizerConfig, ema_update, make_optimizer, make_schedule
+from mgcore.optim import MAX_STEPS, OptimizerConfig, ema_update
 from mgcore.sharding import (
-    DEFAULT_RULES,
     MeshConfig,
-    Rules,
     make_mesh,
     shard_batch,
-    state_shardings,
 )
+from mgcore.train_state import init_state, with_weights
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +66,9 @@ class TrainConfig:
         keep: checkpoints kept.
         compute_dtype: dtype the loss is computed in; weights stay float32.
         wandb: "offline" (default), "online" or "disabled".
+        memory_report: log the compiled step's memory once (`memory/step_*_bytes`: its
+            arguments, that is the state and batch, its temporaries, and their sum), at
+            the cost of compiling the step a second time.
     """
 
     steps: int = 1000
@@ -78,6 +79,7 @@ class TrainConfig:
     keep: int = 3
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     wandb: Literal["offline", "online", "disabled"] = "offline"
+    memory_report: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "log_every", "save_every"):
@@ -116,6 +118,10 @@ class Family(Protocol):
       (a `MetricsWriter`). Every process calls it; only process 0 writes.
     - `optimizer_groups() -> dict[str, OptimizerConfig]`: separate optimisers for the
       parameters under a top-level attribute of the model (a GAN's discriminator).
+    - `initial_weights() -> dict[str, array]`: pretrained values by dotted name
+      (`layers.0.fc1.kernel`) that replace the random ones when a run starts (not when it
+      resumes): fine-tuning. Each is placed straight into its variable's sharding; a name
+      that fills no variable is an error, variables it does not name keep their init.
     """
 
     def create_model(self, rngs: nnx.Rngs) -> nnx.Module: ...
@@ -221,80 +227,6 @@ def make_train_step(
     return jax.jit(step_fn, donate_argnums=0, out_shardings=(state_shardings, replicated))
 
 
-@dataclasses.dataclass
-class TrainState:
-    """What `init_state` prepares: the pieces of the model and the sharded state."""
-
-    graphdef: nnx.GraphDef
-    tx: optax.GradientTransformation
-    schedule: optax.Schedule
-    shardings: Any  # NamedSharding per leaf of the state dict
-    abstract: Any  # ShapeDtypeStruct per leaf, with the shardings (for restore)
-    init: Callable[[], dict]  # jitted; builds each shard on its own device
-
-
-def init_state(
-    family: Family,
-    optimizer: OptimizerConfig,
-    train: TrainConfig,
-    mesh: Mesh,
-    rules: Rules = DEFAULT_RULES,
-) -> TrainState:
-    """Plans the training state on `mesh` from abstract shapes; allocates nothing.
-
-    Parameters follow their logical-axis annotations through `rules`; optimiser moments
-    and EMA follow their parameter; everything else (step, RNG, counters) is replicated.
-    `TrainState.init()` then builds the state under `jit` with these `out_shardings`,
-    so no device ever holds a full copy of a sharded model.
-    """
-
-    def create():
-        with nnx.use_eager_sharding(False):
-            return family.create_model(nnx.Rngs(train.seed))
-
-    graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(create), nnx.Param, ...)
-    groups = getattr(family, "optimizer_groups", lambda: None)()
-    tx = make_optimizer(optimizer, train.steps, groups)
-    schedule = make_schedule(optimizer, train.steps)
-
-    def init() -> dict:
-        _, params, rest = nnx.split(create(), nnx.Param, ...)
-        return {
-            "params": params,
-            "rest": rest,
-            "opt_state": tx.init(params),
-            "ema": jax.tree.map(jnp.copy, params) if optimizer.ema_decay is not None else None,
-            "step": jnp.zeros((), jnp.int32),
-            "rng": jax.random.key_data(jax.random.key(train.seed + 1)),
-        }
-
-    replicated = NamedSharding(mesh, PartitionSpec())
-    param_sh = state_shardings(abs_params, mesh, rules)
-    abstract = jax.eval_shape(init)
-    shardings = {
-        "params": param_sh,
-        "rest": state_shardings(abs_rest, mesh, rules),
-        # Moments mirror their parameter's layout (ZeRO: sharded like the weights).
-        "opt_state": optax.tree_map_params(
-            tx,
-            lambda leaf, sh: leaf if isinstance(leaf, _MaskedNode) else sh,
-            abstract["opt_state"],
-            param_sh,
-            transform_non_params=lambda _: replicated,
-            # Another group's slots in a multi_transform state are empty placeholders.
-            is_leaf=lambda x: isinstance(x, _MaskedNode),
-        ),
-        "ema": param_sh if optimizer.ema_decay is not None else None,
-        "step": replicated,
-        "rng": replicated,
-    }  # fmt: skip
-    abstract = jax.tree.map(
-        lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, shardings
-    )
-    return TrainState(graphdef, tx, schedule, shardings, abstract,
-                      jax.jit(init, out_shardings=shardings))  # fmt: skip
-
-
 def train(
     family: Family,
     optimizer: OptimizerConfig,
@@ -353,6 +285,9 @@ def train(
         restored = ckpt.restore_newest(abstract_state=plan.abstract)
         if restored is None:
             state, start = plan.init(), 0
+            initial = getattr(family, "initial_weights", None)
+            if initial is not None:
+                state = with_weights(state, initial(), plan.shardings)
         else:
             _, state, extra = restored
             data.set_state(extra["data"])
@@ -378,6 +313,8 @@ def train(
         with PreemptionGuard() as preempt:
             for step in range(start, total):
                 batch = shard_batch(_device_batch(next(data)), mesh)
+                if train_config.memory_report and step == start:
+                    writer.scalars(step, step_memory(step_fn, state, batch))
                 state, metrics = step_fn(state, batch)
                 timer.add(_batch_rows(batch))
                 done = step + 1
@@ -406,6 +343,16 @@ def train(
     if stopped_by is not None:
         raise Preempted(*stopped_by, workdir)
     return last
+
+
+def step_memory(step_fn, state: dict, batch: dict) -> dict:
+    """What XLA's compiled train step holds at once, in bytes (per device): its arguments
+    (state and batch), its temporaries (activations, gradients, optimiser updates) and
+    their sum, from `memory_analysis()` of the step compiled ahead of time."""
+    stats = step_fn.lower(state, batch).compile().memory_analysis()
+    arguments, temp = int(stats.argument_size_in_bytes), int(stats.temp_size_in_bytes)
+    return {"memory/step_argument_bytes": arguments, "memory/step_temp_bytes": temp,
+            "memory/step_total_bytes": arguments + temp}  # fmt: skip
 
 
 def _say(message: str) -> None:

@@ -112,13 +112,15 @@ def checksum(flat: dict[str, np.ndarray]) -> str:
     return f"{crc:08x}"
 
 
+def dotted_name(path) -> str:
+    """The dotted name (`layers.0.fc1.kernel`) of a leaf's pytree path in an `nnx` state."""
+    keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+    return ".".join(k for k in keys if k != "value")
+
+
 def flatten_state(state: Any) -> dict[str, np.ndarray]:
     """Every array of an `nnx` state by its dotted path."""
-    flat = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-        flat[".".join(k for k in keys if k != "value")] = np.asarray(leaf)
-    return flat
+    return {dotted_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(state)}
 
 
 def unflatten_into(state: Any, flat: dict[str, np.ndarray], source: str) -> Any:

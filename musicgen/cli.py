@@ -18,6 +18,7 @@ from musicgen.cli_types import Parser as _Parser
 from musicgen.cli_types import UsageError
 from musicgen.cli_types import fraction as _fraction
 from musicgen.cli_types import nonnegative_float as _nonnegative_float
+from musicgen.cli_types import nonnegative_int as _nonnegative_int
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import positive_int as _positive_int
 from musicgen.cli_types import ranged as _ranged
@@ -145,6 +146,85 @@ def _add_data_commands(sub) -> None:
     encode.set_defaults(run="cmd_data_encode")
 
 
+def _add_finetune_command(sub) -> None:
+    ft = sub.add_parser(
+        "finetune",
+        help="adapt a trained pipeline to a folder of your own music (LoRA or full)",
+        description=(
+            "Prepares the folder's clips (checked, annotated with tempo, key and instruments, "
+            "captioned where they have no caption), encodes them with the pipeline's codec, "
+            "fine-tunes its LM (LoRA adapters by default) and writes a new pipeline folder "
+            "that every command loads. Work goes into --workdir (default OUT.finetune); "
+            "running the same command again resumes."
+        ),
+    )
+    ft.add_argument(
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="PIPELINE",
+        help="pipeline folder (e.g. models/reference) or Hugging Face MusicGen folder",
+    )
+    ft.add_argument("--audio-dir", required=True, help="folder of your audio files")
+    ft.add_argument("--captions", help="CSV or JSONL captions file (else sidecars, or written)")
+    ft.add_argument("--out", required=True, help="the new pipeline folder (must not exist)")
+    ft.add_argument("--workdir", help="work folder (default: OUT.finetune)")
+    ft.add_argument(
+        "--method",
+        choices=("lora", "full"),
+        default="lora",
+        help="LoRA adapters (default) or every weight",
+    )
+    ft.add_argument("--rank", type=_positive_int, default=8, help="LoRA rank (default 8)")
+    ft.add_argument(
+        "--alpha", type=_positive_float, default=16.0, help="LoRA scale numerator (default 16)"
+    )
+    ft.add_argument(
+        "--targets",
+        nargs="+",
+        metavar="NAME",
+        help="projections with adapters (default: self_attn encoder_attn fc1 fc2)",
+    )
+    ft.add_argument("--steps", type=_positive_int, default=300, help="updates (default 300)")
+    ft.add_argument(
+        "--learning-rate", type=_positive_float, help="peak rate (default 1e-3 LoRA, 1e-4 full)"
+    )
+    ft.add_argument("--batch-size", type=_positive_int, default=8, help="(default 8)")
+    ft.add_argument(
+        "--seconds",
+        type=_positive_float,
+        help="training window; shorter clips are skipped (default: the LM's, at most 10)",
+    )
+    ft.add_argument(
+        "--valid-fraction",
+        type=_fraction,
+        default=0.1,
+        help="clips held out to measure the fine-tune (default 0.1)",
+    )
+    ft.add_argument(
+        "--eval-every",
+        type=_nonnegative_int,
+        default=100,
+        help="held-out cross-entropy every N steps (default 100; 0: never)",
+    )
+    ft.add_argument(
+        "--merge",
+        action="store_true",
+        help="write the LM with the adapter merged in, not beside it",
+    )
+    ft.add_argument(
+        "--no-annotate", action="store_true", help="do not estimate tempo, key and instruments"
+    )
+    ft.add_argument(
+        "--refiner", action="store_true", help="also fine-tune the refiner on the same clips"
+    )
+    ft.add_argument(
+        "--refiner-steps", type=_positive_int, default=200, help="its updates (default 200)"
+    )
+    ft.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ft.set_defaults(run="cmd_finetune")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="musicgen",
@@ -198,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run="cmd_info")
     _add_data_commands(sub)
     _add_train_command(sub)
+    _add_finetune_command(sub)
     add_eval_commands(sub)
     add_generate_commands(sub)
     return parser

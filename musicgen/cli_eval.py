@@ -53,7 +53,9 @@ def add_eval_commands(sub) -> None:
             "and int8 weights: the gap says how much the model uses the text."
         ),
     )
-    lm.add_argument("--checkpoint", required=True, help="saved LM folder or training workdir")
+    lm.add_argument(
+        "--checkpoint", required=True, help="saved LM folder, training workdir or pipeline folder"
+    )
     lm.add_argument("--tokens", help="token cache (default: the workdir's data.tokens)")
     lm.add_argument("--split", default="test", help="split (default: test)")
     lm.add_argument(

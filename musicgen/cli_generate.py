@@ -17,6 +17,7 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
         "(default: the reference model in models/reference)",
     )
     p.add_argument("--refiner", help="use this refiner (folder or workdir) instead")
+    p.add_argument("--adapter", help="a LoRA adapter folder (musicgen finetune) for the LM")
     p.add_argument(
         "--duration",
         type=_positive_float,

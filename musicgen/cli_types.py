@@ -37,6 +37,7 @@ def _number(cast: type, ok, requirement: str):
 positive_float = _number(float, lambda v: v > 0, "> 0")
 positive_int = _number(int, lambda v: v >= 1, ">= 1")
 nonnegative_float = _number(float, lambda v: v >= 0, ">= 0")
+nonnegative_int = _number(int, lambda v: v >= 0, ">= 0")
 fraction = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 

@@ -40,9 +40,11 @@ from musicgen.evaluation.judge.api import Judge, default_judge
 from musicgen.evaluation.report import markdown
 from musicgen.evaluation.report import write_report as write_generate_report
 from musicgen.evaluation.scoring import GenerateEvalConfig
+from musicgen.finetune import FinetuneError, FinetuneOptions, finetune
 from musicgen.lm.api import LanguageModel
 from musicgen.lm.eval import evaluate_lm
 from musicgen.lm.eval import write_report as write_lm_report
+from musicgen.lm.lora import LoRAConfig
 from musicgen.lm.sampling import SamplingConfig
 from musicgen.lm.token_cache import TokenCacheError
 from musicgen.lm.token_encode import encode_dataset
@@ -56,6 +58,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     AudioFileError,
     ControlError,
     ConfigError,
+    FinetuneError,
     ManifestError,
     NonFiniteError,
     PretrainedError,
@@ -171,6 +174,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    options = FinetuneOptions(
+        method=args.method,
+        rank=args.rank,
+        alpha=args.alpha,
+        targets=tuple(args.targets) if args.targets else LoRAConfig().targets,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        seconds=args.seconds,
+        valid_fraction=args.valid_fraction,
+        annotate=not args.no_annotate,
+        merge=args.merge,
+        eval_every=args.eval_every,
+        refiner=args.refiner,
+        refiner_steps=args.refiner_steps,
+    )
+    try:
+        summary = finetune(args.from_, args.audio_dir, args.out, captions=args.captions,
+                           workdir=args.workdir, options=options,
+                           progress=not args.no_progress)  # fmt: skip
+    except Preempted as stop:
+        print(f"musicgen finetune: {stop}; run the same command again", file=sys.stderr)
+        return EXIT_PREEMPTED
+    before, after = summary["held_out_ce_before"], summary["held_out_ce_after"]
+    if before is not None:
+        print(f"held-out cross-entropy: {before:.4f} -> {after:.4f} nats/token")
+    extra = (
+        f", adapter {summary['adapter_bytes'] / 1e6:.2f} MB" if "adapter_bytes" in summary else ""
+    )
+    print(
+        f"{options.method}: {summary['trainable_parameters']} trainable parameters{extra}, "
+        f"train step {summary['memory'].get('step_total_bytes', 0) / 1e6:.1f} MB, "
+        f"{summary['seconds']:.0f} s"
+    )
+    print(f"written: {summary['out']}")
+    return 0
+
+
 def cmd_eval_codec(args: argparse.Namespace) -> int:
     judge = default_judge(args.judge)
     report, first = evaluate_codec_music(
@@ -190,8 +232,14 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_lm(args: argparse.Namespace) -> int:
+    lm = None
+    if (Path(args.checkpoint) / "pipeline.json").is_file():  # its LM, with its adapter
+        if not args.tokens:
+            raise UsageError("a pipeline folder as --checkpoint needs --tokens")
+        lm = MusicGen.from_pretrained(args.checkpoint).lm
     report = evaluate_lm(
         args.checkpoint,
+        lm=lm,
         tokens=args.tokens,
         split=args.split,
         caption_field=args.caption_field,
@@ -245,7 +293,7 @@ def cmd_eval_generate(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace):
     start = time.perf_counter()
-    mg = MusicGen.from_pretrained(args.checkpoint, refiner=args.refiner)
+    mg = MusicGen.from_pretrained(args.checkpoint, refiner=args.refiner, adapter=args.adapter)
     print(
         f"loaded {args.checkpoint or 'the reference model'} in {time.perf_counter() - start:.1f} s"
     )

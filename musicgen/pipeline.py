@@ -40,11 +40,12 @@ from codec.hf_import import is_hf_musicgen_folder
 from diffusion.refiner.api import Refiner
 from mgcore import audio as audio_io
 from mgcore.config_types import ConfigError
-from mgcore.weights import PretrainedError, flatten_state, to_float16
+from mgcore.weights import PretrainedError, flatten_state, inside, to_float16
 from musicgen import inputs
 from musicgen.controls import ControlError, Controls
 from musicgen.controls.estimate import estimate_controls
 from musicgen.controls.parse import resolve
+from musicgen.lm.adapter import check_fits
 from musicgen.lm.api import LanguageModel, load_hf_musicgen
 from musicgen.lm.sampling import SamplingConfig
 from musicgen.pipeline_folder import (
@@ -394,8 +395,16 @@ class MusicGen:
 
     # -- files -----------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike, *, float16: bool = False) -> Path:
-        """Writes the pipeline folder; a killed save leaves any earlier folder intact."""
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike,
+        *,
+        float16: bool = False,
+        adapter: str | os.PathLike | None = None,
+    ) -> Path:
+        """Writes the pipeline folder; a killed save leaves any earlier folder intact.
+        `float16` stores the weights as float16; `adapter` (a LoRA adapter folder of this
+        LM, `musicgen finetune`) is copied in as `adapter/` and named in `pipeline.json`."""
         directory = Path(directory)
         if directory.exists() and not (directory / CONFIG_FILE).is_file():
             if any(directory.iterdir()):
@@ -408,6 +417,7 @@ class MusicGen:
             refine_steps=self.refine_steps,
             refiner=self.refiner is not None,
             float16=float16,
+            adapter="adapter" if adapter is not None else None,
         )
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -417,6 +427,9 @@ class MusicGen:
                 self.refiner.save_pretrained(tmp / "refiner")
             if self.refiner is None or not same_codec(self.codec, self.refiner.codec):
                 self.codec.save_pretrained(tmp / "codec")  # else the refiner's copy serves
+            if adapter is not None:
+                check_fits(adapter, self.lm.config)
+                shutil.copytree(adapter, tmp / "adapter")
             if float16:
                 for path in tmp.rglob("*.safetensors"):
                     to_float16(path)
@@ -439,6 +452,8 @@ class MusicGen:
         directory: str | os.PathLike | None = None,
         *,
         refiner: str | os.PathLike | None = None,
+        adapter: str | os.PathLike | None = None,
+        merge_adapter: bool = True,
         **kwargs,
     ) -> MusicGen:
         """Loads a pipeline folder (default: the reference model in the repo), or assembles
@@ -447,6 +462,8 @@ class MusicGen:
         Args:
           directory: the folder (None: `models/reference`).
           refiner: a refiner (saved folder or workdir) to use instead of the folder's.
+          adapter: a LoRA adapter folder to load the LM with, instead of the folder's.
+          merge_adapter: fold the adapter into the weights (False: apart, slower).
           **kwargs: `max_duration`, `sampling`, `refine_steps` overrides.
         """
         directory = Path(directory) if directory is not None else REFERENCE_DIR
@@ -454,6 +471,7 @@ class MusicGen:
             raise PretrainedError(f"{directory} is not a folder; name a pipeline folder")
         if is_hf_musicgen_folder(directory):
             lm, codec = load_hf_musicgen(directory)
+            lm = lm.with_adapter(adapter, merge=merge_adapter) if adapter is not None else lm
             chosen = Refiner.from_pretrained(refiner) if refiner is not None else None
             return cls(lm, codec, chosen, **kwargs)
         if not (directory / CONFIG_FILE).is_file():
@@ -464,6 +482,10 @@ class MusicGen:
         settings = check_pipeline_folder(directory)  # every file, before any model is built
         chosen = Refiner.from_pretrained(refiner) if refiner is not None else None
         lm = LanguageModel.from_pretrained(directory / "lm")
+        if adapter is None and settings.adapter is not None:
+            adapter = inside(directory, settings.adapter, f"{directory / CONFIG_FILE} adapter")
+        if adapter is not None:
+            lm = lm.with_adapter(adapter, merge=merge_adapter)
         saved = Refiner.from_pretrained(directory / "refiner") if settings.refiner else None
         chosen = chosen or saved
         if (directory / "codec").is_dir():

@@ -29,7 +29,8 @@ from diffusion.refiner.api import read_saved as read_saved_refiner
 from mgcore.bounds import within
 from mgcore.config import to_dict
 from mgcore.config_types import from_mapping
-from mgcore.weights import PretrainedError, parse_fields, read_meta
+from mgcore.weights import PretrainedError, inside, parse_fields, read_meta
+from musicgen.lm.adapter import check_fits
 from musicgen.lm.api import read_saved as read_saved_lm
 from musicgen.lm.sampling import SamplingConfig
 
@@ -50,6 +51,8 @@ class PipelineSettings:
       refine_steps: default refiner steps.
       refiner: whether the folder holds a refiner (`refiner/`).
       float16: whether the weights are stored as float16.
+      adapter: the folder (inside this one) of a LoRA adapter that `lm/` is loaded with
+        (`musicgen/lm/adapter.py`), or None.
     """
 
     max_duration: float
@@ -57,6 +60,7 @@ class PipelineSettings:
     refine_steps: int
     refiner: bool
     float16: bool = False
+    adapter: str | None = None
 
     def __post_init__(self):
         # The ranges `musicgen.inputs` gives the API's and the CLI's arguments; `sampling`
@@ -102,6 +106,9 @@ def check_pipeline_folder(directory: str | os.PathLike) -> PipelineSettings:
     directory = Path(directory)
     settings = read_settings(directory)
     lm, lm_fields = read_saved_lm(directory / "lm")
+    if settings.adapter is not None:
+        where = f"{directory / CONFIG_FILE} field adapter"
+        check_fits(inside(directory, settings.adapter, where), lm)
     refiner = None
     if settings.refiner:
         refiner = read_saved_refiner(directory / "refiner")

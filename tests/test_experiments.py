@@ -79,3 +79,24 @@ def test_reference_stages_share_one_dataset_and_one_codec(stage):
         assert config.model.controls and config.data.tokens == "data/tokens/reference"
     with pytest.raises(ValueError, match="name one stage"):
         load_experiment("experiments/reference.py:codec,lm")
+
+
+def test_finetune_style_split_holds_one_style_out(embedded_manifest, tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("finetune_style", "experiments/finetune_style.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lines = [json.loads(line) for line in Path(embedded_manifest).read_text().splitlines()]
+    style = next(e["attributes"]["genre"] for e in lines if e["split"] == "train")
+    mine = [e for e in lines if e["attributes"]["genre"] == style]
+    counts = module.split(embedded_manifest, style, 0.01, str(tmp_path))  # one clip's worth
+    assert counts["finetune"]["clips"] == 1
+    assert counts["heldout"]["clips"] == len(mine) - 1
+    assert counts["without"]["clips"] == len(lines) - len(mine)
+    tuned = sorted(tmp_path.glob("finetune/*"))
+    assert [p.suffix for p in tuned] == [".flac", ".txt"]
+    assert tuned[1].read_text().strip() in {e["caption"] for e in mine if e["split"] == "train"}
+    held = [json.loads(x) for x in (tmp_path / "heldout/manifest.jsonl").read_text().splitlines()]
+    assert all(e["split"] == "test" and e["attributes"]["genre"] == style for e in held)

@@ -7,11 +7,11 @@ encoded, the first k codebooks kept, decoded) by a frozen, pretrained codec. No 
 cache or paired dataset is stored, and every crop is a fresh pair.
 
 The frozen codec lives inside the trained model, as `RefinerTrainModel.codec`, with its
-weights turned into `FrozenParam` variables: not `nnx.Param`, so the trainer neither
-differentiates nor updates them (the round trip is also behind `stop_gradient`), but
-they reach the jitted step as arguments (a closed-over codec would be baked into the
-program as constants) and they are saved in every checkpoint, so a workdir holds the
-exact codec its refiner was trained with. The weight EMA covers the network only.
+weights turned into `FrozenParam` variables (`mgcore.frozen`): not `nnx.Param`, so the
+trainer neither differentiates nor updates them (the round trip is also behind
+`stop_gradient`), but they reach the jitted step as arguments (a closed-over codec would
+be baked into the program as constants) and they are saved in every checkpoint, so a
+workdir holds the exact codec its refiner was trained with. The weight EMA covers the network only.
 
 Loss: the diffusion loss on the residual over the coarse audio (`refiner.diffusion_loss`).
 The evaluation hook refines fixed held-out clips at a few step counts and logs the
@@ -47,11 +47,14 @@ from diffusion.refiner.model import (
     diffusion_loss,
 )
 from mgcore import dsp
+from mgcore.config_types import ConfigError
 from mgcore.data.config import AudioDataConfig
 from mgcore.data.pipeline import AudioLoader, held_out_clips, training_loader
+from mgcore.frozen import frozen
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, debug_experiment
+from mgcore.weights import flatten_state
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,12 @@ class RefinerDataConfig(AudioDataConfig):
 
 @dataclasses.dataclass(frozen=True)
 class RefinerExperiment:
-    """Root config of a refiner experiment (`experiments/refiner_*.py`)."""
+    """Root config of a refiner experiment (`experiments/refiner_*.py`).
+
+    `init_from` names a trained refiner (saved folder or workdir) whose network starts
+    the run instead of random weights: fine-tuning (`musicgen finetune --refiner`); its
+    config must be `model`, and `data.codec` its codec.
+    """
 
     family: str = "refiner"
     model: RefinerConfig = dataclasses.field(default_factory=RefinerConfig)
@@ -83,24 +91,7 @@ class RefinerExperiment:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
-
-
-# ---------------------------------------------------------------------------- the codec
-class FrozenParam(nnx.Variable):
-    """A pretrained weight held fixed (see the module docstring)."""
-
-
-def frozen(module: nnx.Module) -> nnx.Module:
-    """A copy of `module` whose `nnx.Param`s are `FrozenParam`s (metadata kept)."""
-    graphdef, state = nnx.split(module)
-
-    def freeze(v):
-        if isinstance(v, nnx.Param):
-            return FrozenParam(v.get_value(), **v.get_metadata())
-        return v
-
-    state = jax.tree.map(freeze, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
-    return nnx.merge(graphdef, state)
+    init_from: str = ""
 
 
 # --------------------------------------------------------------------------- the family
@@ -150,6 +141,16 @@ class RefinerFamily:
     # -- the Family protocol --------------------------------------------------------
     def create_model(self, rngs: nnx.Rngs) -> RefinerTrainModel:
         return RefinerTrainModel(self.config.model, self.codec.model, rngs=rngs)
+
+    def initial_weights(self) -> dict:
+        """The network of `init_from` when fine-tuning (none otherwise)."""
+        if not self.config.init_from:
+            return {}
+        base = Refiner.from_pretrained(self.config.init_from)
+        if base.config != self.config.model:
+            raise ConfigError(f"model is not the config of init_from {self.config.init_from}; "
+                              "fine-tuning keeps the base refiner's architecture")  # fmt: skip
+        return {f"net.{k}": v for k, v in flatten_state(base.state).items()}
 
     def loss(self, model: RefinerTrainModel, batch: dict, rng: jax.Array):
         return refiner_loss(model, batch["audio"], rng, self.config.model)

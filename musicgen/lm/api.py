@@ -41,8 +41,10 @@ from mgcore.weights import (
     load_workdir_model,
 )
 from musicgen.controls import ControlError, Controls
-from musicgen.lm import hf_import
-from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
+from musicgen.lm import hf_import, lora
+from musicgen.lm.adapter import apply_adapter, merge
+from musicgen.lm.dense import quantize_state
+from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.sampling import SamplingConfig, generate_codes
 from musicgen.lm.token_cache import TokenCache
 from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
@@ -153,6 +155,18 @@ class LanguageModel:
             model = nnx.merge(graphdef8, quantize_state(state, abstract8))
         else:
             raise ValueError(f"weights must be float32, bfloat16 or int8, got {weights!r}")
+        return LanguageModel(
+            model, self.text_config, self.window_seconds, self.frame_rate, self._conditioner
+        )
+
+    def with_adapter(self, directory: str | os.PathLike, *, merge: bool = True) -> LanguageModel:
+        """This LM with a LoRA adapter (`musicgen/lm/adapter.py`): merged into the weights
+        (default), or kept apart (`merge=False`).
+
+        Raises:
+          PretrainedError: the adapter is broken or was trained on another model.
+        """
+        model = apply_adapter(self.model, directory, merge_adapter=merge)
         return LanguageModel(
             model, self.text_config, self.window_seconds, self.frame_rate, self._conditioner
         )
@@ -296,8 +310,9 @@ class LanguageModel:
             model, _ = SAVED.load(directory, LMConfig, new_lm, SavedFields, _check_layers)
             return cls(model, fields.text, fields.window_seconds, fields.frame_rate)
         if is_workdir(directory):
-            build = lambda c: new_lm(from_dict(LMConfig, c["model"]))  # noqa: E731
-            experiment, model = load_workdir_model(directory, build)
+            experiment, model = load_workdir_model(directory, trained_lm)
+            if model.config.lora.rank:  # a LoRA fine-tune's run: its adapters merged
+                model = merge(model, model.config)
             data = experiment["data"]
             frame_rate = TokenCache(data["tokens"]).frame_rate
             return cls(model, from_dict(TextConfig, experiment["text"]), data["seconds"],
@@ -307,6 +322,13 @@ class LanguageModel:
             "checkpoints/ (a musicgen train workdir of an LM run), nor config.json of "
             "model_type musicgen with model.safetensors (Hugging Face)"
         )
+
+
+def trained_lm(experiment: dict) -> MusicGenLM:
+    """The decoder of a workdir's saved experiment, in the form its trainer held it."""
+    finetune = experiment.get("finetune") or {}
+    model = new_lm(from_dict(LMConfig, experiment["model"]))
+    return lora.trained_form(model, finetune.get("base", ""), finetune.get("method", "lora"))
 
 
 def _from_hf(parts: hf_import.HFMusicGen) -> LanguageModel:

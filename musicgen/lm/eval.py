@@ -101,6 +101,7 @@ def evaluate_lm(
     head_seconds: float = 1.0,
     batch_size: int = 8,
     weights: tuple[str, ...] = WEIGHTS,
+    lm: LanguageModel | None = None,
 ) -> LMReport:
     """Scores every window of `split` with real and empty captions (and, for an LM with
     controls, with the clips' true controls), per weight format.
@@ -114,8 +115,10 @@ def evaluate_lm(
       head_seconds: the opening of each window also scored on its own (default 1 s).
       batch_size: windows per forward pass.
       weights: any of "float32", "bfloat16", "int8".
+      lm: the LM already loaded (a pipeline's, with its adapter); `checkpoint` then only
+        names it in the report, and `tokens` must be given.
     """
-    lm = LanguageModel.from_pretrained(checkpoint)
+    lm = lm if lm is not None else LanguageModel.from_pretrained(checkpoint)
     if tokens is None:
         tokens = saved_config_dict(Path(checkpoint) / "config.json")["data"]["tokens"]
     cache = TokenCache(tokens)

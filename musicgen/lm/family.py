@@ -14,6 +14,11 @@ the empty caption (`eval/ce_text_k`, `eval/ce_empty_k`: the gap is what the mode
 learned from the text), then generates a few seconds for held-out captions, decodes
 them with the codec and logs the audio and log-mel spectrograms.
 
+Fine-tuning (`finetune`, what `musicgen finetune` runs): the run starts from a trained
+LM's weights (`initial_weights`) instead of random ones; with `method="lora"` only the
+adapters of `model.lora` train and every other weight is a `FrozenParam` (no gradients,
+no optimiser moments), with `"full"` every weight trains.
+
 The cache is built on first use when missing: from `data.manifest` (rendered first if
 `data.embedded_hours` asks) with the codec at `data.codec`; `data.codec = "random"`
 builds a small random codec instead (the `:debug` variants, which need no trained
@@ -26,6 +31,7 @@ import dataclasses
 import functools
 import logging
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -34,15 +40,19 @@ from flax import nnx
 
 from codec.api import load_codec
 from mgcore import distributed, dsp
+from mgcore.config_types import ConfigError
 from mgcore.data.config import DataConfig
 from mgcore.optim import OptimizerConfig
 from mgcore.sharding import MeshConfig
 from mgcore.trainer import TrainConfig, debug_experiment
+from mgcore.weights import flatten_state
 from musicgen.controls.parse import parse_prompt
 from musicgen.evaluation.judge.api import Judge
 from musicgen.evaluation.scoring import adherence
-from musicgen.lm.api import generate_audio
+from musicgen.lm.adapter import same_architecture
+from musicgen.lm.api import LanguageModel, generate_audio
 from musicgen.lm.controls import batch_controls
+from musicgen.lm.lora import trained_form
 from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.patterns import Pattern
 from musicgen.lm.sampling import SamplingConfig
@@ -93,6 +103,21 @@ class LMDataConfig(DataConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Whether the run starts from a trained LM, and what of it trains.
+
+    Attributes:
+      base: a pipeline folder, a saved LM, an LM workdir or a Hugging Face MusicGen folder
+        whose LM weights start the run ("": a run from scratch). `model` must be its
+        architecture (plus `lora`).
+      method: "lora" (only `model.lora`'s adapters train) or "full" (every weight).
+    """
+
+    base: str = ""
+    method: Literal["lora", "full"] = "lora"
+
+
+@dataclasses.dataclass(frozen=True)
 class LMExperiment:
     """Root config of a token-LM experiment (`experiments/lm_*.py`)."""
 
@@ -104,6 +129,7 @@ class LMExperiment:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
 
 
 def token_nll(model: MusicGenLM, batch: dict, dtype=jnp.float32, dropout_rng=None):
@@ -259,7 +285,23 @@ class LMFamily:
     # -- the Family protocol --------------------------------------------------------
 
     def create_model(self, rngs: nnx.Rngs) -> MusicGenLM:
-        return MusicGenLM(self.config.model, rngs=rngs)
+        finetune = self.config.finetune
+        model = MusicGenLM(self.config.model, rngs=rngs)
+        return trained_form(model, finetune.base, finetune.method)
+
+    def initial_weights(self) -> dict:
+        """The base LM's weights when fine-tuning (none otherwise)."""
+        finetune = self.config.finetune
+        if not finetune.base:
+            return {}
+        base = LanguageModel.from_pretrained(finetune.base)
+        differ = same_architecture(base.config, self.config.model)
+        if differ:
+            raise ConfigError(
+                f"model differs from the LM of finetune.base {finetune.base} in "
+                f"{', '.join(differ)}; fine-tuning keeps the base's architecture"
+            )
+        return flatten_state(nnx.state(base.model))
 
     def loss(self, model: MusicGenLM, batch: dict, rng: jax.Array):
         ce_K, _ = cross_entropy(model, batch, jnp.asarray(batch["text"]).dtype, rng)
@@ -415,6 +457,12 @@ def make_family(config: LMExperiment) -> LMFamily:
     """Entry point for `musicgen train` (family "lm")."""
     if not isinstance(config, LMExperiment):
         raise TypeError(f"the lm family needs an LMExperiment, got {type(config).__name__}")
+    finetune = config.finetune
+    if finetune.base and finetune.method == "lora" and not config.model.lora.rank:
+        raise ConfigError("finetune.method 'lora' needs model.lora.rank > 0 (e.g. 8)")
+    if config.model.lora.rank and not (finetune.base and finetune.method == "lora"):
+        raise ConfigError("model.lora adapters train only in a LoRA fine-tune: set "
+                          "finetune.base (and finetune.method 'lora'), or lora.rank 0")  # fmt: skip
     return LMFamily(config)
 
 

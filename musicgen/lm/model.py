@@ -31,8 +31,8 @@ mask and the input bias, once per window) and
 `decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
 written in place), so `sampling.py` can run the whole generation inside one
 `lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
-output unit (weight-only quantisation for sampling: one decoding step at small batch is
-bound by reading weights); `quantize_state` converts a float model's state into it.
+output unit (weight-only quantisation for sampling: `dense.py`), and `lora`
+(`lora.py`) adds low-rank adapters beside the projections it targets.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ from flax import nnx
 
 from mgcore.bounds import within
 from mgcore.config_types import ConfigError
-from mgcore.rows import matmul, on_rows
 from musicgen.lm.attention import dot_product_attention
 from musicgen.lm.controls import ControlEncoder
+from musicgen.lm.dense import Dense
+from musicgen.lm.lora import LoRAConfig
 from musicgen.lm.patterns import PatternConfig
 
 SIZES = {
@@ -81,6 +82,7 @@ class LMConfig:
         MusicGen's published models use 0, small data needs it.
       controls: also read controls (tempo and beat grid, metre, key, instruments, chords;
         `musicgen/lm/controls.py`); off for MusicGen's own architecture.
+      lora: low-rank adapters on the projections it targets (rank 0: none).
     """
 
     num_codebooks: int = 4
@@ -98,6 +100,7 @@ class LMConfig:
     text_sum: bool = False
     dropout: float = 0.0
     controls: bool = False
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
 
     def __post_init__(self):
         # Bounds well past MusicGen-large (48 layers, 2048 wide, 32 heads), checked
@@ -115,6 +118,8 @@ class LMConfig:
         within(self, "dropout", 0.0, 1.0, high_open=True)
         if self.width % self.heads:
             raise ConfigError(f"LMConfig: dim {self.width} is not a multiple of {self.heads} heads")
+        if self.lora.rank and self.weights == "int8":
+            raise ConfigError("LMConfig: LoRA adapters need float weights; merge them first")
         delays = self.pattern.delays
         if self.pattern.kind == "delay" and delays is not None:
             if len(delays) != self.num_codebooks:
@@ -146,42 +151,6 @@ class LMConfig:
         return self.card
 
 
-class Dense(nnx.Module):
-    """A bias-free (by default) linear layer whose kernel may be weight-only int8."""
-
-    def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        axes: tuple[str, str],
-        *,
-        bias: bool = False,
-        int8: bool = False,
-        rngs: nnx.Rngs,
-    ):
-        init = nnx.initializers.lecun_normal()
-        if int8:
-            self.kernel = nnx.Param(jnp.zeros((d_in, d_out), jnp.int8), out_sharding=axes)
-            self.scale = nnx.Param(jnp.ones((d_out,), jnp.float32), out_sharding=(axes[1],))
-        else:
-            self.kernel = nnx.Param(init(rngs.params(), (d_in, d_out)), out_sharding=axes)
-            self.scale = None
-        self.bias = nnx.Param(jnp.zeros((d_out,)), out_sharding=(axes[1],)) if bias else None
-
-    def __call__(self, x_BxI: jax.Array) -> jax.Array:
-        return on_rows(self._rows, x_BxI)  # 2-D for XLA:CPU's weight gradient (mgcore.rows)
-
-    def _rows(self, x_NxI: jax.Array) -> jax.Array:
-        kernel = self.kernel[...]
-        # int8 kernels are up-cast to x's dtype (weight-only); float ones go as stored.
-        y_NxO = matmul(x_NxI, kernel.astype(x_NxI.dtype) if self.scale is not None else kernel)
-        if self.scale is not None:  # int8: multiply the (small) output, not the weights
-            y_NxO = y_NxO * self.scale[...].astype(y_NxO.dtype)
-        if self.bias is not None:
-            y_NxO = y_NxO + self.bias[...].astype(y_NxO.dtype)
-        return y_NxO
-
-
 def _layer_norm(dim: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(
         dim,
@@ -196,12 +165,19 @@ def _layer_norm(dim: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
 class Attention(nnx.Module):
     """Multi-head attention without biases (queries from x, keys/values from x or text)."""
 
-    def __init__(self, dim: int, heads: int, kv_dim: int, *, int8: bool, rngs: nnx.Rngs):
+    def __init__(self, dim: int, heads: int, kv_dim: int, *, int8: bool, rngs: nnx.Rngs,
+                 name: str = "", lora: LoRAConfig | None = None):  # fmt: skip
         self.heads = heads
-        self.q_proj = Dense(dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
-        self.k_proj = Dense(kv_dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
-        self.v_proj = Dense(kv_dim, dim, ("embed", "heads"), int8=int8, rngs=rngs)
-        self.out_proj = Dense(dim, dim, ("heads", "embed"), int8=int8, rngs=rngs)
+        lora = lora or LoRAConfig()
+
+        def dense(proj: str, d_in: int, d_out: int, axes: tuple[str, str]) -> Dense:
+            adapter = lora.on(f"{name}.{proj}")
+            return Dense(d_in, d_out, axes, int8=int8, lora=adapter, rngs=rngs)
+
+        self.q_proj = dense("q_proj", dim, dim, ("embed", "heads"))
+        self.k_proj = dense("k_proj", kv_dim, dim, ("embed", "heads"))
+        self.v_proj = dense("v_proj", kv_dim, dim, ("embed", "heads"))
+        self.out_proj = dense("out_proj", dim, dim, ("heads", "embed"))
 
     def split(self, x_BxTxD: jax.Array) -> jax.Array:
         b, t, d = x_BxTxD.shape
@@ -238,13 +214,17 @@ class Block(nnx.Module):
     """Pre-norm self-attention, cross-attention and MLP with residuals."""
 
     def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
-        dim, int8 = config.width, config.weights == "int8"
-        self.self_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs)
+        dim, int8, lora = config.width, config.weights == "int8", config.lora
+        self.self_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs,
+                                   name="self_attn", lora=lora)  # fmt: skip
         self.self_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
-        self.encoder_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs)
+        self.encoder_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs,
+                                      name="encoder_attn", lora=lora)  # fmt: skip
         self.encoder_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
-        self.fc1 = Dense(dim, config.hidden, ("embed", "mlp"), int8=int8, rngs=rngs)
-        self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, rngs=rngs)
+        self.fc1 = Dense(dim, config.hidden, ("embed", "mlp"), int8=int8, lora=lora.on("fc1"),
+                         rngs=rngs)  # fmt: skip
+        self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, lora=lora.on("fc2"),
+                         rngs=rngs)  # fmt: skip
         self.final_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         self.attention = config.attention
         self.dropout = config.dropout
@@ -466,28 +446,3 @@ class MusicGenLM(nnx.Module):
             new_v.append(v)
         logits = self.heads(x[:, None])[:, :, 0]
         return logits, (tuple(new_k), tuple(new_v))
-
-
-def quantize_state(float_state, int8_abstract_state):
-    """A float model's state converted for the same model built with `weights="int8"`.
-
-    Every dense kernel becomes int8 with a symmetric scale per output unit
-    (max |w| / 127); embeddings, norms and biases stay as they are.
-    """
-    flat_float = dict(nnx.to_flat_state(float_state))
-    out = {}
-    for path, var in nnx.to_flat_state(int8_abstract_state):
-        if (
-            path[-1] == "scale"
-            and (*path[:-1], "kernel") in flat_float
-            and (flat_float[(*path[:-1], "kernel")].get_value().ndim == 2)
-        ):
-            w = flat_float[(*path[:-1], "kernel")].get_value()
-            out[path] = var.replace(jnp.maximum(jnp.abs(w).max(0), 1e-12) / 127.0)
-        elif path[-1] == "kernel" and var.get_value().dtype == jnp.int8:
-            w = flat_float[path].get_value()
-            scale = jnp.maximum(jnp.abs(w).max(0), 1e-12) / 127.0
-            out[path] = var.replace(jnp.round(w / scale).astype(jnp.int8))
-        else:
-            out[path] = var.replace(flat_float[path].get_value())
-    return nnx.from_flat_state(out)

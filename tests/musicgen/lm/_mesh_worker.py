@@ -1,5 +1,6 @@
 """Subprocess side of test_lm_sharding.py: the token LM trained by the shared trainer on
-a 2x2x2 mesh of 8 fake CPU devices and on one device; writes losses and specs as JSON.
+a 2x2x2 mesh of 8 fake CPU devices and on one device, from scratch and as a LoRA
+fine-tune of a base LM (adapters trained, base frozen); writes losses and specs as JSON.
 
 XLA_FLAGS (the fake device count) must be set before JAX is imported.
 
@@ -8,6 +9,7 @@ XLA_FLAGS (the fake device count) must be set before JAX is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -15,12 +17,15 @@ import tempfile
 import flax
 import jax
 import numpy as np
+from flax import nnx
 
 from mgcore import sharding, trainer
 from mgcore.checkpoint import Checkpointer
 from mgcore.optim import OptimizerConfig
 from mgcore.trainer import ArrayIterator, TrainConfig
+from mgcore.weights import flatten_state
 from musicgen.lm.family import cross_entropy
+from musicgen.lm.lora import LoRAConfig, freeze_base
 from musicgen.lm.model import LMConfig, MusicGenLM
 
 try:  # same tree mode as the pytest process (tests/conftest.py)
@@ -53,11 +58,35 @@ class Family:
         return ArrayIterator(self.arrays, BATCH, seed=0)
 
 
-def run(mesh_config, devices, workdir):
+class LoRAFamily(Family):
+    """A LoRA fine-tune of a base LM (`initial_weights`), every base weight frozen."""
+
+    def create_model(self, rngs):
+        config = dataclasses.replace(CONFIG, lora=LoRAConfig(rank=4))
+        return freeze_base(MusicGenLM(config, rngs=rngs))
+
+    def initial_weights(self):
+        with nnx.use_eager_sharding(False):
+            return flatten_state(nnx.state(MusicGenLM(CONFIG, rngs=nnx.Rngs(5))))
+
+
+NAMES = (
+    "layers.0.fc1.kernel",
+    "layers.0.self_attn.q_proj.kernel",
+    "embed_tokens.0.embedding",
+    "lm_heads.0.kernel",
+    "text_proj.kernel",
+    "layers.0.fc1.lora_a",
+    "layers.0.fc1.lora_b",
+    "layers.0.self_attn.q_proj.lora_a",
+)
+
+
+def run(mesh_config, devices, workdir, family=Family):
     optimizer = OptimizerConfig(learning_rate=3e-3, warmup_steps=2)
     config = TrainConfig(steps=STEPS, log_every=1, save_every=STEPS, wandb="disabled")
     trainer.train(
-        Family(),
+        family(),
         optimizer,
         config,
         workdir,
@@ -69,21 +98,15 @@ def run(mesh_config, devices, workdir):
 
     losses = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
     mesh = sharding.make_mesh(mesh_config, devices)
-    plan = trainer.init_state(Family(), optimizer, config, mesh)
+    plan = trainer.init_state(family(), optimizer, config, mesh)
     with Checkpointer(f"{workdir}/checkpoints", save_every=1) as ckpt:
         state, _ = ckpt.restore(abstract_state=plan.abstract)
-    specs = {
-        name: str(leaf.sharding.spec)
-        for name, leaf in _named(state["params"]).items()
-        if name
-        in (
-            "layers.0.fc1.kernel",
-            "layers.0.self_attn.q_proj.kernel",
-            "embed_tokens.0.embedding",
-            "lm_heads.0.kernel",
-            "text_proj.kernel",
-        )
-    }
+    named = {**_named(state["params"]), **_named(state["rest"])}
+    specs = {name: str(leaf.sharding.spec) for name, leaf in named.items() if name in NAMES}
+    if family is LoRAFamily:  # the frozen base weights are the base's, untouched
+        base = family().initial_weights()
+        specs["trainable"] = sorted({n.rsplit(".", 1)[1] for n in _named(state["params"])})
+        specs["base_kept"] = all(np.array_equal(np.asarray(named[n]), base[n]) for n in base)
     return losses, specs
 
 
@@ -99,8 +122,14 @@ def main(out: str) -> None:
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         sharded, specs = run(sharding.MeshConfig(data=2, fsdp=2, tensor=2), jax.devices(), a)
         single, _ = run(sharding.MeshConfig(), jax.devices()[:1], b)
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        mesh = sharding.MeshConfig(data=2, fsdp=2, tensor=2)
+        lora_sharded, lora_specs = run(mesh, jax.devices(), a, LoRAFamily)
+        lora_single, _ = run(sharding.MeshConfig(), jax.devices()[:1], b, LoRAFamily)
     with open(out, "w") as f:
-        json.dump({"sharded": sharded, "single": single, "specs": specs}, f)
+        json.dump({"sharded": sharded, "single": single, "specs": specs,
+                   "lora_sharded": lora_sharded, "lora_single": lora_single,
+                   "lora_specs": lora_specs}, f)  # fmt: skip
 
 
 if __name__ == "__main__":

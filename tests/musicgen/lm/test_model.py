@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from musicgen.lm.api import abstract_lm
-from musicgen.lm.model import LMConfig, MusicGenLM, quantize_state
+from musicgen.lm.dense import quantize_state
+from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.patterns import Pattern, PatternConfig
 from musicgen.lm.sampling import SamplingConfig, generate_codes, generate_window, sample_logits
 

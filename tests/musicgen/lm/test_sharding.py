@@ -1,5 +1,6 @@
 """The token LM trains the same on a (data, fsdp, tensor) = (2, 2, 2) mesh of 8 fake CPU
-devices as on one device, with its weights sharded by their logical axes."""
+devices as on one device, with its weights sharded by their logical axes; so does a LoRA
+fine-tune, its adapters sharded like the weights they adapt and its base left as it was."""
 
 import json
 import os
@@ -31,10 +32,23 @@ def test_lm_trains_on_an_eight_device_mesh_like_on_one(tmp_path):
     assert max(abs(a - b) / b for a, b in zip(sharded, single, strict=True)) < 1e-4
     assert single[-1] < single[0] - 0.05  # it trained
     # The card + 1 = 65 rows of an embedding do not split over tensor=2: replicated there.
-    assert run["specs"] == {
+    specs = {
         "embed_tokens.0.embedding": "P(None, 'fsdp')",
         "layers.0.fc1.kernel": "P('fsdp', 'tensor')",
         "layers.0.self_attn.q_proj.kernel": "P('fsdp', 'tensor')",
         "lm_heads.0.kernel": "P('fsdp', 'tensor')",
         "text_proj.kernel": "P('fsdp', None)",
+    }
+    assert run["specs"] == specs
+
+    sharded, single = run["lora_sharded"], run["lora_single"]
+    assert max(abs(a - b) / b for a, b in zip(sharded, single, strict=True)) < 1e-4
+    assert single[-1] < single[0] - 0.05  # the adapters alone trained it
+    assert run["lora_specs"] == {
+        **specs,
+        "layers.0.fc1.lora_a": "P('fsdp', None)",  # the kernel's input axis
+        "layers.0.fc1.lora_b": "P(None, 'tensor')",  # and its output axis
+        "layers.0.self_attn.q_proj.lora_a": "P('fsdp', None)",
+        "trainable": ["lora_a", "lora_b"],
+        "base_kept": True,
     }
