@@ -185,7 +185,11 @@ def _add_finetune_command(sub) -> None:
         metavar="NAME",
         help="projections with adapters (default: self_attn encoder_attn fc1 fc2)",
     )
-    ft.add_argument("--steps", type=_positive_int, default=300, help="updates (default 300)")
+    ft.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="updates (default: 6 passes over the clips, at least 50, at most 2000)",
+    )
     ft.add_argument(
         "--learning-rate", type=_positive_float, help="peak rate (default 1e-3 LoRA, 1e-4 full)"
     )

@@ -205,7 +205,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f", adapter {summary['adapter_bytes'] / 1e6:.2f} MB" if "adapter_bytes" in summary else ""
     )
     print(
-        f"{options.method}: {summary['trainable_parameters']} trainable parameters{extra}, "
+        f"{options.method}, {summary['steps']} steps: {summary['trainable_parameters']} "
+        f"trainable parameters{extra}, "
         f"train step {summary['memory'].get('step_total_bytes', 0) / 1e6:.1f} MB, "
         f"{summary['seconds']:.0f} s"
     )

@@ -146,3 +146,16 @@ def _with_lora(model: MusicGenLM) -> MusicGenLM:
     config = dataclasses.replace(model.config, lora=LoRAConfig(rank=2))
     with nnx.use_eager_sharding(False):
         return MusicGenLM(config, rngs=nnx.Rngs(0))
+
+
+def test_default_steps_are_six_passes_over_the_training_clips(tmp_path):
+    from musicgen.finetune import FinetuneOptions, default_steps
+
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"duration": 20.0, "split": "train"}] * 18 + [{"duration": 500.0, "split": "valid"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    options = FinetuneOptions(batch_size=8)
+    assert default_steps(manifest, 3.0, options) == 90  # 6 x 360 s / (8 x 3 s)
+    assert default_steps(manifest, 30.0, options) == 50  # at least 50
+    manifest.write_text(json.dumps({"duration": 36000.0, "split": "train"}) + "\n")
+    assert default_steps(manifest, 1.0, options) == 2000  # at most 2000
