@@ -147,13 +147,18 @@ def finetune(
     if out.exists():
         raise FinetuneError(f"{out} exists; name a new folder for the fine-tuned pipeline")
     work = Path(workdir) if workdir is not None else out.with_name(out.name + ".finetune")
-    work.mkdir(parents=True, exist_ok=True)
     mg = MusicGen.from_pretrained(base)
     if options.refiner and not (Path(base) / "refiner").is_dir():
         raise FinetuneError(f"{base} has no refiner to fine-tune; leave out --refiner")
     seconds = options.seconds or min(mg.lm.window_seconds, 10.0)
-    manifest = _prepare(mg, Path(base), Path(audio_dir), captions, work, seconds, options,
-                        progress)  # fmt: skip
+    new_work = not work.exists()
+    try:
+        manifest = _prepare(mg, Path(base), Path(audio_dir), captions, work, seconds, options,
+                            progress)  # fmt: skip
+    except Exception:
+        if new_work:  # a folder that can't be used leaves no work folder behind either
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     tokens = work / "tokens"
     if not (tokens / "cache.json").exists():
         encode_dataset(mg.codec, manifest, tokens, splits=("train", "valid"), progress=progress)

@@ -13,6 +13,7 @@ CASES = {
     "codec.py": ["--quick"],
     "dsp_vs_librosa.py": ["--batch", "1", "--seconds", "1", "--repeats", "1"],
     "end_to_end.py": ["--seconds", "1", "--repeats", "1", "--refine-steps", "2"],
+    "finetune.py": ["--shape", "tiny", "--seconds", "0.2", "--batch", "1", "--steps", "1"],
     "lm_sampling.py": ["--quick"],
     "lm_train.py": ["--quick"],
     "pipeline_throughput.py": ["--clips", "8"],
@@ -20,7 +21,7 @@ CASES = {
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
 # Smoke runs of 20-110 s each (PyTorch peers included): with `-m slow` only.
-SLOW = {"codec.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
+SLOW = {"codec.py", "finetune.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
 
 
 def test_every_benchmark_has_a_smoke_case():

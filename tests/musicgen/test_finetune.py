@@ -123,7 +123,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(tiny_pipeline_folder, embedde
         assert _finetune(tiny_pipeline_folder, *args[:1], out, *args[1:]) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
-        assert not out.exists()
+        assert not out.exists() and not out.with_name(out.name + ".finetune").exists()
 
     # An adapter made for another LM.
     with nnx.use_eager_sharding(False):
