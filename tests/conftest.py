@@ -83,7 +83,6 @@ HEAVY_FIRST = (
     "tests/test_notebooks.py::test_notebook_runs",
     "tests/codec/test_family.py",
     "tests/musicgen/test_train.py",
-    "tests/musicgen/test_finetune.py",
     "tests/musicgen/lm/test_sharding.py",
     "tests/test_bench.py",
 )

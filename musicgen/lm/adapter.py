@@ -2,11 +2,11 @@
 
 `save_adapter` writes `adapter.json` (format, version, the adapted LM's config with its
 `lora` section, and the base LM's fingerprint) beside `adapter.safetensors` (only the
-`lora_a`/`lora_b` arrays: for the reference LM at rank 8, 0.3 MB beside its 13 MB).
-`apply_adapter` puts one onto a base LM: it refuses, in one line, an adapter whose
-base has another shape or other weights (the fingerprint: the CRC-32 of every base
-weight in float32, so a float16 copy of the same base matches), and by default merges
-it into the weights (`merge`), so sampling runs at the base model's speed.
+`lora_a`/`lora_b` arrays: for the reference LM at rank 8, 0.43 MB in float16 beside its
+13 MB). `apply_adapter` puts one onto a base LM: it refuses, in one line, an adapter
+whose base has another shape or other weights (the fingerprint: the CRC-32 of every base
+weight as loaded, in float32), and by default merges it into the weights (`merge`), so
+sampling runs at the base model's speed.
 
 A pipeline folder names its adapter in `pipeline.json` (`adapter`), and
 `MusicGen.from_pretrained(folder, adapter=...)` takes another.

@@ -107,9 +107,9 @@ class FinetuneConfig:
     """Whether the run starts from a trained LM, and what of it trains.
 
     Attributes:
-      base: a pipeline folder, a saved LM, an LM workdir or a Hugging Face MusicGen folder
-        whose LM weights start the run ("": a run from scratch). `model` must be its
-        architecture (plus `lora`).
+      base: a saved LM (a pipeline's `lm/`), an LM workdir or a Hugging Face MusicGen
+        folder whose LM weights start the run ("": a run from scratch). `model` must be
+        its architecture (plus `lora`).
       method: "lora" (only `model.lora`'s adapters train) or "full" (every weight).
     """
 

@@ -48,13 +48,12 @@ def test_lora_finetune_of_the_debug_pipeline(tiny_pipeline_folder, embedded_mani
     assert all("BPM" in json.loads(line)["caption"] for line in lines)  # written from estimates
     assert json.loads((out / "pipeline.json").read_text())["adapter"] == "adapter"
 
-    merged = MusicGen.from_pretrained(out)
-    unmerged = MusicGen.from_pretrained(out, merge_adapter=False)
-    base = MusicGen.from_pretrained(tiny_pipeline_folder)
-    args = dict(duration=1.0, seed=3, refine=False, progress=False)
-    a, b, c = (m.generate(["a waltz with piano"], **args) for m in (merged, unmerged, base))
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    assert np.abs(a - c).max() > 1e-3  # the adapter changed the music
+    merged = MusicGen.from_pretrained(out)  # the adapter merged in (test_lora.py: the
+    base = MusicGen.from_pretrained(tiny_pipeline_folder)  # same outputs as unmerged)
+    now, before = (flatten_state(nnx.state(m.lm.model)) for m in (merged, base))
+    assert any(not np.array_equal(now[k], before[k]) for k in before)  # it moved the LM
+    audio = merged.generate(["a waltz with piano"], duration=1.0, refine=False, progress=False)
+    assert audio.shape == (1, 1, 44100) and np.isfinite(audio).all() and audio.std() > 0
     tuned, kept = (flatten_state(m.refiner.state) for m in (merged, base))
     assert any(not np.array_equal(tuned[k], kept[k]) for k in kept)  # --refiner trained it
 
