@@ -47,7 +47,7 @@ from diffusion.refiner.api import Refiner
 from diffusion.refiner.family import RefinerDataConfig, RefinerExperiment
 from mgcore.config import load_saved_config, save_config, to_dict
 from mgcore.config_types import ConfigError
-from mgcore.data.manifest import write_manifest
+from mgcore.data.manifest import iter_manifest, write_manifest
 from mgcore.data.prepare import prepare_manifest
 from mgcore.optim import OptimizerConfig
 from mgcore.trainer import TrainConfig
@@ -222,7 +222,7 @@ def _prepare(mg, base: Path, audio_dir: Path, captions, work: Path, seconds: flo
             f"pipeline's codec takes {rate} Hz: it would hear no content above "
             f"{max(report.sample_rates) / 2:g} Hz; use recordings at {rate} Hz or more"
         )
-    entries = [json.loads(line) for line in tmp.read_text().splitlines() if line.strip()]
+    entries = list(iter_manifest(tmp))  # paths made absolute
     for entry in entries:  # what a caption states is the user's word: estimates fill the rest
         stated = parse_prompt(entry.get("caption") or "").to_dict()
         attributes = entry.get("attributes") or {}
@@ -232,11 +232,10 @@ def _prepare(mg, base: Path, audio_dir: Path, captions, work: Path, seconds: flo
     if options.annotate:
         judge = Judge.from_pretrained(base / "judge") if (base / "judge").is_dir() else None
         annotate_manifest(tmp, judge=judge, progress=progress)
-    entries = [json.loads(line) for line in tmp.read_text().splitlines() if line.strip()]
+    entries = list(iter_manifest(tmp))
     for entry in entries:
         if not entry.get("caption"):
             entry["caption"] = caption_from(entry.get("attributes") or {})
-        entry["path"] = str((tmp.parent / entry["path"]).resolve())
     if not any(e["split"] == "valid" for e in entries) and len(entries) > 1:
         entries[-1]["split"] = "valid"  # a small folder still gets a held-out clip
     write_manifest(tmp, entries)
@@ -252,8 +251,7 @@ PASSES = 6
 
 def default_steps(manifest: Path, seconds: float, options: FinetuneOptions) -> int:
     """`PASSES` passes over the training clips' audio in windows of `seconds`."""
-    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    audio = sum(e["duration"] for e in entries if e["split"] == "train")
+    audio = sum(e["duration"] for e in iter_manifest(manifest) if e["split"] == "train")
     return int(np.clip(round(PASSES * audio / (options.batch_size * seconds)), 50, 2000))
 
 
@@ -274,7 +272,7 @@ def caption_from(attributes: dict) -> str:
 
 
 def _clips(manifest: Path) -> dict:
-    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    entries = list(iter_manifest(manifest))
     splits = {s: sum(e["split"] == s for e in entries) for s in ("train", "valid")}
     return {**splits, "minutes": round(sum(e["duration"] for e in entries) / 60, 2)}
 

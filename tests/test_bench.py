@@ -20,8 +20,9 @@ CASES = {
     "refiner.py": ["--quick"],
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
-# Smoke runs of 20-110 s each (PyTorch peers included): with `-m slow` only.
-SLOW = {"codec.py", "finetune.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
+# Smoke runs of 13-110 s each (PyTorch peers included): with `-m slow` only. (The
+# attention implementations themselves are checked in tests/musicgen/lm/test_attention.py.)
+SLOW = {"attention.py", "codec.py", "finetune.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
 
 
 def test_every_benchmark_has_a_smoke_case():

@@ -20,6 +20,20 @@ from musicgen.pipeline import MusicGen
 FAST = ["--batch-size", "2", "--eval-every", "0", "--no-progress"]
 
 
+@pytest.fixture(scope="module")
+def clips(embedded_manifest, tmp_path_factory) -> Path:
+    """A user's folder: the first 2 s of the 6 embedded clips (one length, so the codec
+    compiles once), three with a caption beside them, three without."""
+    folder = tmp_path_factory.mktemp("clips")
+    lines = [json.loads(x) for x in Path(embedded_manifest).read_text().splitlines()]
+    for i, line in enumerate(lines):
+        audio, rate = sf.read(Path(embedded_manifest).parent / line["path"], frames=88200)
+        sf.write(folder / f"{i}.wav", audio, rate)
+        if i % 2:
+            (folder / f"{i}.txt").write_text(line["caption"])
+    return folder
+
+
 def _finetune(base, audio, out, *extra):
     argv = ["finetune", "--from", str(base), "--audio-dir", str(audio), "--out", str(out)]
     return cli.main([*argv, *FAST, *extra])
@@ -29,9 +43,8 @@ def _summary(out: Path) -> dict:
     return json.loads((out.with_name(out.name + ".finetune") / "finetune.json").read_text())
 
 
-def test_lora_finetune_of_the_debug_pipeline(tiny_pipeline_folder, embedded_manifest, tmp_path,
-                                             capsys):  # fmt: skip
-    audio, out = Path(embedded_manifest).parent / "audio", tmp_path / "mine"
+def test_lora_finetune_of_the_debug_pipeline(tiny_pipeline_folder, clips, tmp_path, capsys):
+    audio, out = clips, tmp_path / "mine"
     assert _finetune(tiny_pipeline_folder, audio, out, "--steps", "10", "--refiner",
                      "--refiner-steps", "2") == 0  # fmt: skip
     assert "held-out cross-entropy" in capsys.readouterr().out
@@ -45,7 +58,11 @@ def test_lora_finetune_of_the_debug_pipeline(tiny_pipeline_folder, embedded_mani
     assert summary["adapter_bytes"] < summary["lm_bytes"] / 4
     assert summary["memory"]["step_total_bytes"] > 0
     lines = (out.with_name("mine.finetune") / "data" / "manifest.jsonl").read_text().splitlines()
-    assert all("BPM" in json.loads(line)["caption"] for line in lines)  # written from estimates
+    entries = {Path(e["path"]).stem: e for e in map(json.loads, lines)}
+    for i in (0, 2, 4):  # no caption: one written from the estimates
+        assert entries[str(i)]["caption"].startswith("music at ")
+    for i in (1, 3, 5):  # the caption kept, and what it states in the attributes
+        assert entries[str(i)]["caption"] == (clips / f"{i}.txt").read_text()
     assert json.loads((out / "pipeline.json").read_text())["adapter"] == "adapter"
 
     merged = MusicGen.from_pretrained(out)  # the adapter merged in (test_lora.py: the
@@ -68,7 +85,7 @@ def test_lora_finetune_of_the_debug_pipeline(tiny_pipeline_folder, embedded_mani
     assert "exists; name a new folder" in capsys.readouterr().err
 
 
-def test_full_finetune_of_a_hugging_face_musicgen(embedded_manifest, tmp_path):
+def test_full_finetune_of_a_hugging_face_musicgen(clips, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from tests.musicgen.lm.hf_tiny import make_hf_musicgen
@@ -76,8 +93,8 @@ def test_full_finetune_of_a_hugging_face_musicgen(embedded_manifest, tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     make_hf_musicgen(hf)
-    audio, out = Path(embedded_manifest).parent / "audio", tmp_path / "mine"
-    assert _finetune(hf, audio, out, "--method", "full", "--steps", "4", "--no-annotate") == 0
+    out = tmp_path / "mine"
+    assert _finetune(hf, clips, out, "--method", "full", "--steps", "4", "--no-annotate") == 0
     summary = _summary(out)
     assert summary["held_out_ce_after"] < summary["held_out_ce_before"]
     assert summary["trainable_parameters"] == summary["base_parameters"]
@@ -102,9 +119,9 @@ def test_lora_finetune_of_the_reference_model(embedded_manifest, tmp_path):
     assert np.abs(a - b).max() > 1e-3  # the adapter changed the music
 
 
-def test_bad_inputs_are_one_line_and_write_nothing(tiny_pipeline_folder, embedded_manifest,
-                                                   tmp_path, capsys):  # fmt: skip
-    audio = Path(embedded_manifest).parent / "audio"
+def test_bad_inputs_are_one_line_and_write_nothing(tiny_pipeline_folder, clips, tmp_path,
+                                                   capsys):  # fmt: skip
+    audio = clips
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no audio here")
@@ -148,13 +165,18 @@ def _with_lora(model: MusicGenLM) -> MusicGenLM:
 
 
 def test_default_steps_are_six_passes_over_the_training_clips(tmp_path):
+    from mgcore.data.manifest import REQUIRED_ATTRIBUTES, write_manifest
     from musicgen.finetune import FinetuneOptions, default_steps
 
+    def clip(seconds, split):
+        attributes = dict.fromkeys(REQUIRED_ATTRIBUTES)
+        return {"path": "a.wav", "duration": seconds, "sample_rate": 44100, "channels": 2,
+                "caption": "", "split": split, "attributes": attributes}  # fmt: skip
+
     manifest = tmp_path / "m.jsonl"
-    rows = [{"duration": 20.0, "split": "train"}] * 18 + [{"duration": 500.0, "split": "valid"}]
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_manifest(manifest, [clip(20.0, "train")] * 18 + [clip(500.0, "valid")])
     options = FinetuneOptions(batch_size=8)
     assert default_steps(manifest, 3.0, options) == 90  # 6 x 360 s / (8 x 3 s)
     assert default_steps(manifest, 30.0, options) == 50  # at least 50
-    manifest.write_text(json.dumps({"duration": 36000.0, "split": "train"}) + "\n")
+    write_manifest(manifest, [clip(36000.0, "train")])
     assert default_steps(manifest, 1.0, options) == 2000  # at most 2000
