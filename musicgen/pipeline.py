@@ -54,9 +54,9 @@ from musicgen.pipeline_folder import (
     check_pipeline_folder,
     write_settings,
 )
+from musicgen.splice import CROSSFADE_SECONDS, keep_clip
 
 OUTPUT_RATE = 44100
-CROSSFADE_SECONDS = 0.05  # a continuation's equal-power fade from the clip into new audio
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "models" / "reference"
 
 
@@ -86,34 +86,6 @@ def same_codec(a, b) -> bool:
         return False
     fa, fb = flatten_state(a.state), flatten_state(b.state)
     return fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) for k in fa)
-
-
-def crossfade_gains(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fade-in, fade-out) gains of an `n`-sample equal-power crossfade: sin and cos of a
-    quarter turn, so their squares sum to 1 (uncorrelated signals keep their loudness)."""
-    theta = (np.arange(n) + 0.5) / max(n, 1) * (np.pi / 2)
-    return np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
-
-
-def keep_clip(generated_BxCxT: np.ndarray, clip_BxCxT: np.ndarray, fade: int) -> np.ndarray:
-    """The clip itself, then the generated audio from the clip's end on.
-
-    Over the clip's last `fade` samples (at most half the clip) the clip fades out and the
-    generated audio (which there renders the clip's codes) fades in, at equal power.
-
-    Args:
-      generated_BxCxT: the whole generated result, clip span included.
-      clip_BxCxT: the user's clip in the same rate and channels.
-      fade: crossfade length in samples.
-    """
-    out = np.array(generated_BxCxT, np.float32)
-    n = min(clip_BxCxT.shape[-1], out.shape[-1])
-    fade = min(fade, n // 2)
-    keep = n - fade
-    fade_in, fade_out = crossfade_gains(fade)
-    out[..., :keep] = clip_BxCxT[..., :keep]
-    out[..., keep:n] = clip_BxCxT[..., keep:n] * fade_out + out[..., keep:n] * fade_in
-    return out
 
 
 class MusicGen:
@@ -159,7 +131,7 @@ class MusicGen:
     def _check_duration(self, duration) -> float:
         return inputs.duration(duration, self.max_duration)
 
-    def _sampling(self, cfg_coef, temperature, top_k, top_p) -> SamplingConfig:
+    def sampling_with(self, cfg_coef, temperature, top_k, top_p) -> SamplingConfig:
         """The pipeline's sampling with the given values (None: keep the pipeline's)."""
         given = dict(cfg_coef=cfg_coef, temperature=temperature, top_k=top_k, top_p=top_p)
         changes = {
@@ -211,13 +183,16 @@ class MusicGen:
         except ControlError as err:
             raise inputs.BadArgument(str(err)) from None
 
-    def _options(self, seed, refine, refine_steps, progress) -> dict:
+    def _options(self, seed, refine, refine_steps, progress, preview=None) -> dict:
         steps = self.refine_steps if refine_steps is None else inputs.refine_steps(refine_steps)
+        if preview is not None and not callable(preview):
+            raise inputs.BadArgumentType(f"preview must be callable, got {inputs.show(preview)}")
         return dict(
             seed=inputs.seed(seed),
             refine=inputs.flag(refine, "refine"),
             refine_steps=steps,
-            progress=inputs.flag(progress, "progress"),
+            progress=progress if callable(progress) else inputs.flag(progress, "progress"),
+            preview=preview,
         )
 
     # -- generation ------------------------------------------------------------------
@@ -234,7 +209,8 @@ class MusicGen:
         top_p: float | None = None,
         refine: bool = True,
         refine_steps: int | None = None,
-        progress: bool = True,
+        progress=True,
+        preview=None,
         controls=None,
     ) -> np.ndarray:
         """44.1 kHz audio `[batch, channels, samples]`, one row per prompt.
@@ -250,14 +226,17 @@ class MusicGen:
           cfg_coef, temperature, top_k, top_p: sampling (default: the pipeline's).
           refine: refine with the diffusion refiner (else codec decoding + soxr).
           refine_steps: refiner sampler steps (default: the pipeline's).
-          progress: show progress bars.
+          progress: show progress bars (bool), or a callable `progress(stage, done, total)`
+            told of the LM's frames (stage "tokens") and the refiner's windows ("refiner").
+          preview: a callable given the codec's decoding (44.1 kHz `[B, C, S]`) before the
+            refiner runs (only when refining), to be heard while it works.
         """
         prompts = inputs.prompts(
             prompts, none_hint="for music without text use generate_unconditional"
         )
         duration = self._check_duration(duration)
-        sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
-        options = self._options(seed, refine, refine_steps, progress)
+        sampling = self.sampling_with(cfg_coef, temperature, top_k, top_p)
+        options = self._options(seed, refine, refine_steps, progress, preview)
         used = self.resolve_controls(prompts, controls)
         return self._run(prompts, duration, None, sampling, controls=used, **options)
 
@@ -277,7 +256,7 @@ class MusicGen:
         """`n` clips with no text (the LM's unconditional branch); options as `generate`."""
         n = inputs.number(n, "n (the number of clips)", inputs.CLIPS)
         duration = self._check_duration(duration)
-        sampling = self._sampling(1.0, temperature, top_k, top_p)
+        sampling = self.sampling_with(1.0, temperature, top_k, top_p)
         options = self._options(seed, refine, refine_steps, progress)
         return self._run([""] * n, duration, None, sampling, controls=None, **options)
 
@@ -295,7 +274,8 @@ class MusicGen:
         top_p=None,
         refine: bool = True,
         refine_steps=None,
-        progress: bool = True,
+        progress=True,
+        preview=None,
         controls=None,
     ) -> np.ndarray:
         """The clip continued to `duration` seconds in all: `[batch, channels, samples]`.
@@ -310,8 +290,8 @@ class MusicGen:
           sample_rate: its rate.
           prompts: one prompt per clip, or None for unconditional continuation.
           duration: total seconds of the result, the clip included; longer than the clip.
-          seed, cfg_coef, temperature, top_k, top_p, refine, refine_steps, progress:
-            as `generate`.
+          seed, cfg_coef, temperature, top_k, top_p, refine, refine_steps, progress,
+            preview: as `generate` (the preview starts with the clip too).
           controls: as `generate`; where neither they nor the prompt give a tempo or key,
             the clip's own (estimated: tempo, beat phase, key and mode) are continued.
         """
@@ -326,8 +306,8 @@ class MusicGen:
         prompts = inputs.prompts([""] * len(wav) if prompts is None else prompts, allow_empty=True)
         if len(prompts) != len(wav):
             raise inputs.BadArgument(f"{len(prompts)} prompts for {len(wav)} clips")
-        sampling = self._sampling(cfg_coef, temperature, top_k, top_p)
-        options = self._options(seed, refine, refine_steps, progress)
+        sampling = self.sampling_with(cfg_coef, temperature, top_k, top_p)
+        options = self._options(seed, refine, refine_steps, progress, preview)
         self.resolve_controls(prompts, controls)  # bad controls fail before the estimate
         clip_controls = None
         if self.lm.config.controls:
@@ -337,9 +317,12 @@ class MusicGen:
         prompt_codes = codec.encode(
             audio_io.to_format(wav, rate, codec.sample_rate, codec.channels)
         )
+        fade = round(CROSSFADE_SECONDS * OUTPUT_RATE)
+        kept = lambda out: audio_io.to_format(wav, rate, OUTPUT_RATE, out.shape[1])  # noqa: E731
+        if preview is not None:
+            options["preview"] = lambda out: preview(keep_clip(out, kept(out), fade))
         out = self._run(prompts, duration, prompt_codes, sampling, controls=used, **options)
-        kept = audio_io.to_format(wav, rate, OUTPUT_RATE, out.shape[1])
-        return keep_clip(out, kept, round(CROSSFADE_SECONDS * OUTPUT_RATE))
+        return keep_clip(out, kept(out), fade)
 
     def _run(
         self,
@@ -353,16 +336,19 @@ class MusicGen:
         refine,
         refine_steps,
         progress,
+        preview,
     ) -> np.ndarray:
         import time
 
         from tqdm.auto import tqdm
 
         frames = max(1, round(duration * self.codec.frame_rate))
-        bar = tqdm(total=frames, desc="tokens", unit="frame", disable=not progress)
+        bar = tqdm(total=frames, desc="tokens", unit="frame", disable=progress is not True)
+        report = progress if callable(progress) else lambda stage, done, total: None
 
         def advance(done, total):
             bar.update(done - bar.n)
+            report("tokens", done, total)
 
         start = time.perf_counter()
         codes = self.lm.generate(
@@ -377,21 +363,30 @@ class MusicGen:
         bar.close()
         self.controls_used = list(controls or [Controls()] * len(prompts))
         self.timings = {"lm": time.perf_counter() - start}
-        start = time.perf_counter()
-        samples = round(duration * OUTPUT_RATE)
-        if refine and self.refiner is not None:
-            out = self.refiner.refine(codes, steps=refine_steps, seed=seed)
-            self.timings["refiner"] = time.perf_counter() - start
-        else:
+        refining = refine and self.refiner is not None
+        if preview is not None or not refining:
+            start = time.perf_counter()
             coarse = self.codec.decode(codes, round(duration * self.codec.sample_rate))
             out = np.stack(
                 [audio_io.resample(c, self.codec.sample_rate, OUTPUT_RATE) for c in coarse]
             )
+            out = self._fit(out, duration)
             self.timings["codec"] = time.perf_counter() - start
+            if refining:
+                preview(out)
+        if refining:
+            start = time.perf_counter()
+            windows = lambda done, total: report("refiner", done, total)  # noqa: E731
+            out = self.refiner.refine(codes, steps=refine_steps, seed=seed, progress=windows)
+            self.timings["refiner"] = time.perf_counter() - start
+        return self._fit(out, duration)
+
+    @staticmethod
+    def _fit(out, duration: float) -> np.ndarray:
+        """`out` as float32, cut or padded with silence to `duration` at 44.1 kHz."""
+        samples = round(duration * OUTPUT_RATE)
         out = np.asarray(out, np.float32)[..., :samples]
-        if out.shape[-1] < samples:
-            out = np.pad(out, [(0, 0), (0, 0), (0, samples - out.shape[-1])])
-        return out
+        return np.pad(out, [(0, 0), (0, 0), (0, samples - out.shape[-1])])
 
     # -- files -----------------------------------------------------------------------
 

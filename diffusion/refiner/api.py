@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -253,6 +254,7 @@ class Refiner:
         window_seconds: float | None = None,
         overlap_seconds: float | None = None,
         sampler: SamplerConfig | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """44.1 kHz audio `[B, C, T]` from coarse codes or coarse audio.
 
@@ -264,6 +266,7 @@ class Refiner:
           seed: the noise; the same seed gives the same audio.
           window_seconds, overlap_seconds: override the refiner's windowing.
           sampler: override the sampler (kind, eta, guidance); `steps` still applies.
+          progress: called with (windows done, windows) after each window.
         """
         x = np.asarray(codes_or_audio)
         if np.issubdtype(x.dtype, np.integer):
@@ -279,6 +282,7 @@ class Refiner:
         out = self._refine_coarse(
             coarse_BxCxT, self._latent(codes), steps=steps, seed=seed,
             window_seconds=window_seconds, overlap_seconds=overlap_seconds, sampler=sampler,
+            progress=progress,
         )  # fmt: skip
         out = out[..., : self.output_length(num)]
         return out[0] if single else out
@@ -310,7 +314,7 @@ class Refiner:
 
     def _refine_coarse(
         self, coarse_BxCxT, latent_BxFxD, *, steps=None, seed=0, window_seconds=None,
-        overlap_seconds=None, sampler=None,
+        overlap_seconds=None, sampler=None, progress=None,
     ) -> np.ndarray:  # fmt: skip
         """Windows, samples and cross-fades: `[B, C, T44]` for the padded length."""
         config = self.config
@@ -343,6 +347,8 @@ class Refiner:
             w = crossfade_weights(up, prev, nxt, self.crossfade)
             out[:, s : s + up] += np.asarray(window) * w
             weight_sum[s : s + up] += w if self.crossfade == "linear" else w**2
+            if progress is not None:
+                progress(i + 1, len(starts))
         norm = weight_sum if self.crossfade == "linear" else np.sqrt(weight_sum)
         out /= np.maximum(norm, 1e-12).astype(np.float32)
         return out.reshape(b, c, -1)

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from mgcore import audio
 from mgcore.weights import PretrainedError
-from musicgen import MusicGen, cli
+from musicgen import MusicGen, cli, splice
 
 RATE = 44100
 D = 0.4  # seconds: every call generates this much, so each program compiles once
@@ -64,9 +64,9 @@ def test_continuation_takes_any_rate_and_channels_and_keeps_the_clip(tiny, rng, 
     out = tiny.generate_continuation(clip, RATE, ["more"], D, progress=False)
     assert out.shape == (1, 1, round(D * RATE))  # duration in all, the clip included
     n = clip.shape[-1]
-    fade = round(pipeline.CROSSFADE_SECONDS * RATE)
+    fade = round(splice.CROSSFADE_SECONDS * RATE)
     np.testing.assert_allclose(out[0, :, : n - fade], clip[:, : n - fade], rtol=0, atol=1e-6)
-    fade_in, fade_out = pipeline.crossfade_gains(fade)
+    fade_in, fade_out = splice.crossfade_gains(fade)
     generated = seen["generated"]
     want = clip[:, n - fade :] * fade_out + generated[0, :, n - fade : n] * fade_in
     np.testing.assert_allclose(out[0, :, n - fade : n], want, rtol=0, atol=1e-6)
@@ -165,7 +165,7 @@ def test_cli_bad_arguments_exit_with_one_line(saved, argv, status, message, caps
 
 
 def test_keep_clip_keeps_the_clip_and_fades_at_equal_power():
-    from musicgen.pipeline import crossfade_gains, keep_clip
+    from musicgen.splice import crossfade_gains, keep_clip
 
     fade_in, fade_out = crossfade_gains(64)
     np.testing.assert_allclose(fade_in**2 + fade_out**2, 1.0, atol=1e-6)  # equal power
