@@ -21,8 +21,10 @@ CASES = {
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
 # Smoke runs of 13-110 s each (PyTorch peers included): with `-m slow` only. (The
-# attention implementations themselves are checked in tests/musicgen/lm/test_attention.py.)
-SLOW = {"attention.py", "codec.py", "finetune.py", "lm_sampling.py", "lm_train.py", "refiner.py"}
+# attention implementations themselves are checked in tests/musicgen/lm/test_attention.py,
+# the reference pipeline's generation by notebook 01 and tests/musicgen/test_pipeline.py.)
+SLOW = {"attention.py", "codec.py", "end_to_end.py", "finetune.py", "lm_sampling.py",
+        "lm_train.py", "refiner.py"}  # fmt: skip
 
 
 def test_every_benchmark_has_a_smoke_case():
