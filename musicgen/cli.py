@@ -273,6 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(run="cmd_demo")
 
+    app = sub.add_parser(
+        "app",
+        help="a local web app: prompt, controls, continuation, history",
+        description=(
+            "Serves a web page on this machine for making music with the reference model "
+            "(or --checkpoint): prompts with their controls (read from the prompt, "
+            "editable), sampling options, a clip to continue (upload or microphone), "
+            "variations; each result with its player, spectrogram, the controls asked "
+            "beside what the harness measures, and its WAV; the session's history."
+        ),
+    )
+    app.add_argument("--checkpoint", help="pipeline or Hugging Face MusicGen folder "
+                     "(default: models/reference)")  # fmt: skip
+    app.add_argument("--adapter", help="a LoRA adapter folder to load the LM with")
+    app.add_argument("--judge", help="judge folder that hears instruments (default: the "
+                     "pipeline's judge/, else models/judge)")  # fmt: skip
+    app.add_argument("--out", default="out/app", help="where results go (default: out/app)")
+    app.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    app.add_argument("--port", type=_ranged(inputs.Range(1, 65535, integer=True)), default=7860,
+                     help="port (default: 7860)")  # fmt: skip
+    app.add_argument("--max-upload-minutes", type=_positive_float, default=10.0,
+                     help="the longest clip accepted to continue (default: 10)")  # fmt: skip
+    app.set_defaults(run="cmd_app")
+
     info = sub.add_parser(
         "info",
         help="check audio files and print their format, level and loudness",

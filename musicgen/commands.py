@@ -91,6 +91,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from musicgen.app.server import serve  # Gradio: imported for this command only
+
+    try:
+        serve(args.checkpoint, out_dir=args.out, host=args.host, port=args.port,
+              judge=args.judge, adapter=args.adapter,
+              max_upload_seconds=60 * args.max_upload_minutes)  # fmt: skip
+    except inputs.BadArgument as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     for path in args.files:
         demo.print_file_report(path)

@@ -119,15 +119,16 @@ def _run_items(mg, jobs, duration, options, judge) -> tuple[list[Item], dict]:
     start = time.perf_counter()
     items = []
     for (kind, prompt, explicit), wav, used in zip(jobs, wavs, mg.controls_used, strict=True):
-        shown, source = _asked(mg, prompt, explicit, used)
+        shown, source = asked_controls(mg, prompt, explicit, used)
         items.append(Item(kind, prompt, wav, shown, source,
                           check_controls(wav, mg.sample_rate, shown, judge), stem=""))  # fmt: skip
     timings["measure"] = time.perf_counter() - start
     return items, timings
 
 
-def _asked(mg, prompt: str, explicit, used: Controls) -> tuple[Controls, str]:
-    """What a generation was asked, and where that came from, for the page."""
+def asked_controls(mg, prompt: str, explicit, used: Controls) -> tuple[Controls, str]:
+    """What a generation was asked (`explicit`: `Controls.make`'s arguments or None), and
+    where that came from, for the page."""
     if not mg.lm.config.controls:
         asked = resolve(prompt, Controls.make(**explicit) if explicit else None)
         return asked, "as asked; this model's LM takes no controls, so none were used"

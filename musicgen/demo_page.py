@@ -64,7 +64,9 @@ def score(items: list[Item]) -> tuple[int, int]:
     return sum(c.ok for c in graded), len(graded)
 
 
-def _checks_table(checks: list[Check]) -> str:
+def checks_table(checks: list[Check]) -> str:
+    """One generation's controls, asked against measured, as an HTML table (with the
+    marks' classes `ok`, `bad` and `none`)."""
     if not checks:
         return "<p class=none>No control asked that the harness measures.</p>"
     rows = "".join(
@@ -89,7 +91,7 @@ def index_html(items: list[Item], timings: dict, title: str, judge: str | None) 
             f"<p class=prompt>{html.escape(item.prompt or '(no prompt)')}</p>"
             f"<p>controls: {html.escape(item.controls.describe())} "
             f"<span class=source>({html.escape(item.source)})</span></p>"
-            f"{notes}{_checks_table(item.checks)}"
+            f"{notes}{checks_table(item.checks)}"
             f'<audio controls preload=none src="{item.stem}.wav"></audio>'
             f'<img src="{item.stem}.png" alt="log-mel spectrogram"></section>'
         )

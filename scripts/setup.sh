@@ -13,6 +13,8 @@ EXTRA=${1:-}
 # Debian packages the project needs at run time: FluidSynth and a General MIDI
 # SoundFont render the embedded dataset (`musicgen data synth`).
 APT_PACKAGES=(fluidsynth timgm6mb-soundfont)
+# The tests also drive the web app (`musicgen app`) in headless Chromium through its driver.
+if [ "${1:-}" = dev ]; then APT_PACKAGES+=(chromium chromium-driver); fi
 
 say() { printf '[setup] %s\n' "$*"; }
 
