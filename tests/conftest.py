@@ -80,6 +80,7 @@ def _has_accelerator() -> bool:
 # subprocess) are handed out first, so that the workers do not end on them one after
 # the other (longest first; the order within a file is kept).
 HEAVY_FIRST = (
+    "tests/musicgen/test_app_browser.py",
     "tests/test_notebooks.py::test_notebook_runs",
     "tests/codec/test_family.py",
     "tests/musicgen/test_train.py",

@@ -101,7 +101,7 @@ class Page:
         return found[0] if found else None
 
     def wait(self, condition, timeout: float = 30.0):
-        return WebDriverWait(self.driver, timeout, ignored_exceptions=(
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=(
             StaleElementReferenceException,)).until(lambda _: condition())  # fmt: skip
 
     def field(self, elem_id: str):
