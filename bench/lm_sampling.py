@@ -13,7 +13,8 @@ unconditional rows batched, 2 x batch rows through the decoder), top-k 250, temp
 
 - ours: `sampling.generate_codes` (one window: the whole loop in one `lax.scan`), with the
   float32 weights and with `LanguageModel.with_weights("bfloat16")` (computing in
-  bfloat16) and `("int8")` (computing in float32); compilation happens in an untimed
+  bfloat16) and `("int8")` (int8 x int8 products of per-row quantised activations,
+  int32 accumulation: `musicgen.lm.dense.int8_matmul`); compilation happens in an untimed
   warm-up call;
 - transformers: the decoder's own sampling loop, `MusicgenForCausalLM.generate` on the
   composite's `decoder`, given the projected text states (`enc_to_dec_proj`, zeroed under

@@ -31,7 +31,7 @@ mask and the input bias, once per window) and
 `decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
 written in place), so `sampling.py` can run the whole generation inside one
 `lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
-output unit (weight-only quantisation for sampling: `dense.py`), and `lora`
+output unit, multiplied by int8 activations (for sampling: `dense.py`), and `lora`
 (`lora.py`) adds low-rank adapters beside the projections it targets.
 """
 
@@ -74,7 +74,8 @@ class LMConfig:
       pattern: codebook interleaving (`patterns.py`).
       attention: `musicgen.lm.attention` implementation for the full-sequence passes.
       norm_eps: LayerNorm epsilon (transformers' MusicGen: 1e-5).
-      weights: "float" or "int8" (weight-only quantised dense kernels, for sampling).
+      weights: "float" or "int8" (int8 dense kernels and per-row int8 activations, for
+        sampling).
       text_sum: also add the projected sentence embedding of the caption to every input
         step (see the module docstring); off for MusicGen's own architecture.
       dropout: rate of dropout on each sublayer's output (self-attention, cross-attention,
