@@ -75,8 +75,11 @@ def step_bytes(shape: str, rows: int, steps: int, weight_bytes: float, act_bytes
     return {"weights": weights, "cache": cache, "cross": cross, "total": weights + cache + cross}
 
 
-def print_roofline(shape: str, frames: int, times: dict, bandwidth: float) -> None:
+def print_roofline(shape: str, frames: int, times: dict, bandwidth: float) -> dict:
+    """Prints each contender's bytes per step, ceiling and share of it; returns the shares
+    by (batch, name)."""
     steps = frames + K - 1
+    shares = {}
     print(
         f"[{shape}] roofline at {bandwidth:.1f} GB/s read: MB each decoding step must read "
         "(weights + KV cache at its mean length + text K/V) -> steps/s ceiling, measured, fraction"
@@ -87,12 +90,14 @@ def print_roofline(shape: str, frames: int, times: dict, bandwidth: float) -> No
         ab = 2 if VARIANTS.get(weights) == "bfloat16" else 4
         b = step_bytes(shape, 2 * batch, steps, wb, ab)
         ceiling = bandwidth * 1e9 / b["total"]
+        shares[batch, name] = steps / t / ceiling
         print(
             f"  batch {batch} {_label(name):34s} {b['total'] / 1e6:7.1f} MB "
             f"({b['weights'] / 1e6:.1f} weights + {b['cache'] / 1e6:.1f} cache + "
             f"{b['cross'] / 1e6:.1f} text)  ceiling {ceiling:6.1f} steps/s, measured "
             f"{steps / t:6.1f}: {100 * steps / t / ceiling:5.1f}%"
         )
+    return shares
 
 
 # ---------------------------------------------------------------------------- profile

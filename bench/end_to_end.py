@@ -1,19 +1,22 @@
 """Wall-clock seconds to make 10 s of 44.1 kHz audio from one prompt, split by stage.
 
     .venv/bin/python bench/end_to_end.py [--checkpoint DIR] [--seconds 10] [--repeats 3]
-        [--refine-steps 8]
+        [--refine-steps 8] [--weights float32,int8]
 
 The pipeline is the reference model in `models/reference` unless `--checkpoint` names
 another. Each configuration runs once to compile (not timed), then `--repeats` times; the
 medians are printed per stage: the LM (text encoding and token sampling), and the refiner
-(or, with `refine=False`, the codec decoding resampled to 44.1 kHz with soxr). The last
-line is the real-time factor of the full pipeline: seconds of audio per wall-clock second
-(above 1 is faster than real time).
+(or, with `refine=False`, the codec decoding resampled to 44.1 kHz with soxr). The full
+pipeline runs with each of `--weights` for the LM (`SamplingConfig.weights`: the
+model's float32, and int8: `musicgen generate --weights int8`). The last lines are the
+real-time factors of the full pipeline: seconds of audio per wall-clock second (above 1 is
+faster than real time), the model's own sampling last.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -47,26 +50,36 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per run (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (default 3)")
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the model's")
+    parser.add_argument("--weights", default="float32,int8", help="LM weights, comma-separated")
     args = parser.parse_args()
     mg = MusicGen.from_pretrained(args.checkpoint)
     steps = args.refine_steps or mg.refine_steps
+    own = mg.sampling
     print(
         f"device: {jax.devices()[0].platform}, {jax.device_count()} device(s); "
         f"{args.checkpoint or 'models/reference'}; one prompt, {args.seconds:g} s of 44.1 kHz "
         f"audio; medians of {args.repeats} runs after a warm-up (compilation excluded)"
     )
-    rows = {
-        f"refined ({steps} steps)": measure(mg, args.seconds, args.repeats, True, steps),
-        "codec decoding + soxr": measure(mg, args.seconds, args.repeats, False, None),
-    }
+    rows, full = {}, {}
+    for weights in [w for w in args.weights.split(",") if w]:
+        mg.sampling = dataclasses.replace(own, weights=weights)
+        full[weights] = measure(mg, args.seconds, args.repeats, True, steps)
+        rows[f"refined ({steps} steps), LM {weights}"] = full[weights]
+    mg.sampling = own
+    rows[f"codec decoding + soxr, LM {own.weights}"] = measure(
+        mg, args.seconds, args.repeats, False, None
+    )
     for name, row in rows.items():
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in row.items() if k != "total")
         print(
-            f"{name:<24} total {row['total']:6.2f} s ({stages}); "
+            f"{name:<34} total {row['total']:6.2f} s ({stages}); "
             f"{args.seconds / row['total']:.2f}x real time"
         )
-    full = rows[f"refined ({steps} steps)"]
-    print(f"real-time factor, full pipeline (LM + refiner): {args.seconds / full['total']:.2f}x")
+    for weights in sorted(full, key=lambda w: w == own.weights):  # the model's own last
+        print(
+            f"real-time factor, full pipeline (LM {weights} + refiner): "
+            f"{args.seconds / full[weights]['total']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ unconditional rows batched, 2 x batch rows through the decoder), top-k 250, temp
 - ours: `sampling.generate_codes` (one window: the whole loop in one `lax.scan`), with the
   float32 weights and with `LanguageModel.with_weights("bfloat16")` (computing in
   bfloat16) and `("int8")` (int8 x int8 products of per-row quantised activations,
-  int32 accumulation: `musicgen.lm.dense.int8_matmul`); compilation happens in an untimed
-  warm-up call;
+  int32 accumulation: `musicgen.lm.dense.int8_matmul`), both with their kernels in
+  panels (`musicgen.lm.dense.to_panels`); compilation happens in an untimed warm-up call;
 - transformers: the decoder's own sampling loop, `MusicgenForCausalLM.generate` on the
   composite's `decoder`, given the projected text states (`enc_to_dec_proj`, zeroed under
   the mask, zero rows for the unconditional half: what the composite's `generate` computes
@@ -303,37 +303,50 @@ def main() -> None:
         + ", ".join(f"{name} {gbs:.1f} GB/s" for name, gbs in bw.items())
         + f"; the roofline uses the best, {bandwidth:.1f} GB/s"
     )
-    results = {}
+    results, shares = {}, {}
     for shape in shapes:
         times, notes, models = speed(shape, frames[shape], args.repeats, torch_threads, threads)
         results[shape] = times
         for line in notes:
             print(line)
         print_table(shape, frames[shape], times)
-        print_roofline(shape, frames[shape], times, bandwidth)
+        shares[shape] = print_roofline(shape, frames[shape], times, bandwidth)
         if shape == "tiny":
             scans = {w: times[4, w] for w in VARIANTS}
             profile(shape, models, 4, frames[shape], scans)
         del models
     for shape in shapes:
-        steps = frames[shape] + K - 1
-        best = max(VARIANTS, key=lambda w: steps / results[shape][1, w])
-        line = ", ".join(f"{w} {steps / results[shape][1, w] / FRAME_RATE:.2f}x" for w in VARIANTS)
+        summary(shape, frames[shape], results[shape], shares[shape], torch_threads, threads)
+
+
+def summary(shape, frames, times, shares, torch_threads, threads) -> None:
+    """What a user asks, batch 1 with guidance: each format's steps/s, x real time and
+    share of its ceiling, int8 against bfloat16, float32 against transformers at equal
+    threads, and last the fastest format against transformers at its faster threads."""
+    steps = frames + K - 1
+    rate = {name: steps / t for (batch, name), t in times.items() if batch == 1}
+    line = ", ".join(
+        f"{w} {rate[w]:.1f} steps/s ({rate[w] / FRAME_RATE:.2f}x real time, "
+        f"{100 * shares[1, w]:.0f}% of its ceiling)"
+        for w in VARIANTS
+    )
+    print(f"[{shape}] batch 1 with guidance: {line}")
+    print(f"[{shape}] batch 1: int8 / bfloat16 {rate['int8'] / rate['bfloat16']:.2f}x")
+    for batch in BATCHES:
+        ours = times[batch, "float32"]
+        theirs = {n: times[batch, ("torch", n)] for n in torch_threads}
+        equal = f"{theirs[threads] / ours:.2f}x" if threads in theirs else "not timed"
         print(
-            f"[{shape}] batch 1 with guidance against real time (50 steps/s): {line} (best "
-            f"{best}: {steps / results[shape][1, best]:.1f} steps/s)"
+            f"[{shape}] batch {batch}: speedup ours float32 / transformers, same weights, at "
+            f"{threads} threads each: {equal}; against PyTorch at its faster thread count: "
+            f"{min(theirs.values()) / ours:.2f}x"
         )
-    for shape in shapes:
-        for batch in BATCHES:
-            times = results[shape]
-            ours = times[batch, "float32"]
-            theirs = {n: times[batch, ("torch", n)] for n in torch_threads}
-            equal = f"{theirs[threads] / ours:.2f}x" if threads in theirs else "not timed"
-            print(
-                f"[{shape}] batch {batch}: speedup ours float32 / transformers, same weights, at "
-                f"{threads} threads each: {equal}; against PyTorch at its faster thread count: "
-                f"{min(theirs.values()) / ours:.2f}x"
-            )
+    best = max(VARIANTS, key=rate.get)
+    torch_best = max(rate[("torch", n)] for n in torch_threads)
+    print(
+        f"[{shape}] batch 1 with guidance: speedup ours {best} (fastest) / transformers at its "
+        f"faster thread count: {rate[best] / torch_best:.2f}x"
+    )
 
 
 if __name__ == "__main__":

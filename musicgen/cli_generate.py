@@ -43,6 +43,12 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--top-p", type=ranged(inputs.TOP_P), help="nucleus sampling mass (0: off)")
     p.add_argument(
+        "--weights",
+        choices=inputs.WEIGHTS,
+        help="LM weights to sample with: float32 (default, the model's own codes), bfloat16, "
+        "or int8 (the fastest on a CPU)",
+    )
+    p.add_argument(
         "--no-refine",
         action="store_true",
         help="skip the diffusion refiner: codec decoding resampled to 44.1 kHz",

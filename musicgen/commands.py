@@ -8,6 +8,7 @@ is dispatched, so `musicgen --help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -307,6 +308,8 @@ def cmd_eval_generate(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     start = time.perf_counter()
     mg = MusicGen.from_pretrained(args.checkpoint, refiner=args.refiner, adapter=args.adapter)
+    if getattr(args, "weights", None):
+        mg.sampling = dataclasses.replace(mg.sampling, weights=args.weights)
     print(
         f"loaded {args.checkpoint or 'the reference model'} in {time.perf_counter() - start:.1f} s"
     )

@@ -15,16 +15,26 @@ CASES = {
     "end_to_end.py": ["--seconds", "1", "--repeats", "1", "--refine-steps", "2"],
     "finetune.py": ["--shape", "tiny", "--seconds", "0.2", "--batch", "1", "--steps", "1"],
     "lm_sampling.py": ["--quick"],
+    "lm_step_profile.py": [
+        "--shape",
+        "tiny",
+        "--frames",
+        "8",
+        "--weights",
+        "int8",
+        "--repeats",
+        "1",
+    ],
     "lm_train.py": ["--quick"],
     "pipeline_throughput.py": ["--clips", "8"],
     "refiner.py": ["--quick"],
     "render_speed.py": ["--hours", "0.005", "--workers", "1"],
 }
-# Smoke runs of 13-110 s each (PyTorch peers included): with `-m slow` only. (The
+# Smoke runs of 12-110 s each (PyTorch peers included): with `-m slow` only. (The
 # attention implementations themselves are checked in tests/musicgen/lm/test_attention.py,
 # the reference pipeline's generation by notebook 01 and tests/musicgen/test_pipeline.py.)
 SLOW = {"attention.py", "codec.py", "end_to_end.py", "finetune.py", "lm_sampling.py",
-        "lm_train.py", "refiner.py"}  # fmt: skip
+        "lm_step_profile.py", "lm_train.py", "refiner.py"}  # fmt: skip
 
 
 def test_every_benchmark_has_a_smoke_case():

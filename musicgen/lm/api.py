@@ -43,7 +43,7 @@ from mgcore.weights import (
 from musicgen.controls import ControlError, Controls
 from musicgen.lm import hf_import, lora
 from musicgen.lm.adapter import apply_adapter, merge
-from musicgen.lm.dense import quantize_state
+from musicgen.lm.dense import sampling_state
 from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.sampling import SamplingConfig, generate_codes
 from musicgen.lm.token_cache import TokenCache
@@ -124,6 +124,7 @@ class LanguageModel:
         self.model, self.text_config = model, text
         self.window_seconds, self.frame_rate = window_seconds, frame_rate
         self._conditioner = conditioner
+        self._sampler = None  # (weights, the sampling copy of `model`): `sampler`
 
     @property
     def config(self) -> LMConfig:
@@ -140,24 +141,43 @@ class LanguageModel:
         return max(1, round(self.window_seconds * self.frame_rate))
 
     def with_weights(self, weights: str) -> LanguageModel:
-        """The same model for sampling with "float32", "bfloat16" or "int8" weights."""
+        """The same model for sampling with "float32" (itself), "bfloat16" or "int8"
+        weights, the latter two with their dense kernels in panels (`dense.py`: the same
+        products, read faster). float32 stays as trained: in panels its sums may round
+        differently in the last bit, and its codes are kept exactly."""
+        if weights not in ("float32", "bfloat16", "int8"):
+            raise ValueError(f"weights must be float32, bfloat16 or int8, got {weights!r}")
         if weights == "float32":
             return self
-        graphdef, state = nnx.split(self.model)
+        if self.config.lora.rank or self.config.panels:
+            raise ValueError("with_weights needs float weights in rows, without separate LoRA")
+        state = nnx.state(self.model)
         if weights == "bfloat16":
             state = jax.tree.map(
                 lambda x: x.astype(jnp.bfloat16) if x.dtype == jnp.float32 else x, state
             )
-            model = nnx.merge(graphdef, state)
-        elif weights == "int8":
-            config = dataclasses.replace(self.config, weights="int8")
-            graphdef8, abstract8 = abstract_lm(config)
-            model = nnx.merge(graphdef8, quantize_state(state, abstract8))
-        else:
-            raise ValueError(f"weights must be float32, bfloat16 or int8, got {weights!r}")
+        config = dataclasses.replace(
+            self.config, weights="int8" if weights == "int8" else "float", panels=True
+        )
+        graphdef, abstract = abstract_lm(config)
+        model = nnx.merge(graphdef, sampling_state(state, abstract))
         return LanguageModel(
             model, self.text_config, self.window_seconds, self.frame_rate, self._conditioner
         )
+
+    def sampler(self, weights: str = "float32") -> MusicGenLM:
+        """The decoder `generate` samples with: `with_weights(weights)`'s, built on first
+        use and kept, one format at a time (bfloat16 adds half the LM's float32 memory
+        while it is kept, int8 a quarter). A model with separate LoRA adapters samples in
+        float32."""
+        if weights == "float32" or self.config.panels:
+            return self.model
+        if self.config.lora.rank:
+            raise ValueError("an LM with separate LoRA adapters samples in float32 only")
+        if self._sampler is None or self._sampler[0] != weights:
+            self._sampler = None  # the old copy goes before the new one is made
+            self._sampler = (weights, self.with_weights(weights).model)
+        return self._sampler[1]
 
     def with_adapter(self, directory: str | os.PathLike, *, merge: bool = True) -> LanguageModel:
         """This LM with a LoRA adapter (`musicgen/lm/adapter.py`): merged into the weights
@@ -195,7 +215,7 @@ class LanguageModel:
         window = self.window
         stride = max(1, round(window * STRIDE_FRACTION))
         return generate_codes(
-            self.model,
+            self.sampler(sampling.weights),
             text.hidden_BxLxD,
             text.mask_BxL,
             frames,

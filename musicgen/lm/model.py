@@ -28,8 +28,8 @@ closely so `hf_import.py` maps checkpoints one to one.
 
 Decoding is split into `cross_kv` (the keys and values of the text and controls, their
 mask and the input bias, once per window) and
-`decode_step` (one step against a KV cache of one `[B, S, H, Dh]` array per layer,
-written in place), so `sampling.py` can run the whole generation inside one
+`decode_step` (one step against a KV cache of one keys and one values array per
+layer, written in place), so `sampling.py` can run the whole generation inside one
 `lax.scan`. `weights="int8"` builds every dense kernel as int8 with a float scale per
 output unit, multiplied by int8 activations (for sampling: `dense.py`), and `lora`
 (`lora.py`) adds low-rank adapters beside the projections it targets.
@@ -76,6 +76,8 @@ class LMConfig:
       norm_eps: LayerNorm epsilon (transformers' MusicGen: 1e-5).
       weights: "float" or "int8" (int8 dense kernels and per-row int8 activations, for
         sampling).
+      panels: the dense kernels of the blocks and heads stored in panels (`dense.py`), for
+        sampling: `LanguageModel.with_weights` builds its models so.
       text_sum: also add the projected sentence embedding of the caption to every input
         step (see the module docstring); off for MusicGen's own architecture.
       dropout: rate of dropout on each sublayer's output (self-attention, cross-attention,
@@ -98,6 +100,7 @@ class LMConfig:
     attention: Literal["auto", "full", "chunked", "xla"] = "auto"
     norm_eps: float = 1e-5
     weights: Literal["float", "int8"] = "float"
+    panels: bool = False
     text_sum: bool = False
     dropout: float = 0.0
     controls: bool = False
@@ -119,8 +122,10 @@ class LMConfig:
         within(self, "dropout", 0.0, 1.0, high_open=True)
         if self.width % self.heads:
             raise ConfigError(f"LMConfig: dim {self.width} is not a multiple of {self.heads} heads")
-        if self.lora.rank and self.weights == "int8":
-            raise ConfigError("LMConfig: LoRA adapters need float weights; merge them first")
+        if self.lora.rank and (self.weights == "int8" or self.panels):
+            raise ConfigError(
+                "LMConfig: LoRA adapters need float weights in rows; merge them first"
+            )
         delays = self.pattern.delays
         if self.pattern.kind == "delay" and delays is not None:
             if len(delays) != self.num_codebooks:
@@ -167,13 +172,15 @@ class Attention(nnx.Module):
     """Multi-head attention without biases (queries from x, keys/values from x or text)."""
 
     def __init__(self, dim: int, heads: int, kv_dim: int, *, int8: bool, rngs: nnx.Rngs,
-                 name: str = "", lora: LoRAConfig | None = None):  # fmt: skip
+                 name: str = "", lora: LoRAConfig | None = None,
+                 panels: bool = False):  # fmt: skip
         self.heads = heads
         lora = lora or LoRAConfig()
 
         def dense(proj: str, d_in: int, d_out: int, axes: tuple[str, str]) -> Dense:
             adapter = lora.on(f"{name}.{proj}")
-            return Dense(d_in, d_out, axes, int8=int8, lora=adapter, rngs=rngs)
+            return Dense(d_in, d_out, axes, int8=int8, panels=panels, lora=adapter,
+                         rngs=rngs)  # fmt: skip
 
         self.q_proj = dense("q_proj", dim, dim, ("embed", "heads"))
         self.k_proj = dense("k_proj", kv_dim, dim, ("embed", "heads"))
@@ -192,16 +199,23 @@ class Attention(nnx.Module):
         return self.out_proj(o_BxTxHxK.reshape(b, t, h * k))
 
 
-def _cached_attention(q_BxHxK, k_BxSxHxK, v_BxSxHxK, visible_BxS):
-    """One query per row against a cache; `visible_BxS` says which keys count."""
+def _cached_attention(q_BxHxK, kT_BxHxKxS, v_BxHxSxK, visible_BxS):
+    """One query per row against a cache; `visible_BxS` says which keys count. Keys come
+    transposed and values head-major, the layouts both products read without a copy (a
+    `[B, S, H, Dh]` cache was transposed in full every step)."""
     scale = 1.0 / math.sqrt(q_BxHxK.shape[-1])
     s_BxHxS = (
-        jnp.einsum("bhk,bshk->bhs", q_BxHxK, k_BxSxHxK, preferred_element_type=jnp.float32) * scale
+        jnp.einsum("bhk,bhks->bhs", q_BxHxK, kT_BxHxKxS, preferred_element_type=jnp.float32) * scale
     )
     s_BxHxS = jnp.where(visible_BxS[:, None, :], s_BxHxS, jnp.finfo(jnp.float32).min)
-    p_BxHxS = jax.nn.softmax(s_BxHxS, axis=-1).astype(v_BxSxHxK.dtype)
-    o_BxHxK = jnp.einsum("bhs,bshk->bhk", p_BxHxS, v_BxSxHxK, preferred_element_type=jnp.float32)
-    return o_BxHxK.astype(v_BxSxHxK.dtype)
+    p_BxHxS = jax.nn.softmax(s_BxHxS, axis=-1).astype(v_BxHxSxK.dtype)
+    o_BxHxK = jnp.einsum("bhs,bhsk->bhk", p_BxHxS, v_BxHxSxK, preferred_element_type=jnp.float32)
+    return o_BxHxK.astype(v_BxHxSxK.dtype)
+
+
+def _cache_layout(k_BxSxHxK, v_BxSxHxK):
+    """Keys `[B, H, Dh, S]` and values `[B, H, S, Dh]` (`_cached_attention`)."""
+    return k_BxSxHxK.transpose(0, 2, 3, 1), v_BxSxHxK.transpose(0, 2, 1, 3)
 
 
 def _dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
@@ -216,16 +230,17 @@ class Block(nnx.Module):
 
     def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
         dim, int8, lora = config.width, config.weights == "int8", config.lora
+        panels = config.panels
         self.self_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs,
-                                   name="self_attn", lora=lora)  # fmt: skip
+                                   name="self_attn", lora=lora, panels=panels)  # fmt: skip
         self.self_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         self.encoder_attn = Attention(dim, config.heads, dim, int8=int8, rngs=rngs,
-                                      name="encoder_attn", lora=lora)  # fmt: skip
+                                      name="encoder_attn", lora=lora, panels=panels)  # fmt: skip
         self.encoder_attn_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
-        self.fc1 = Dense(dim, config.hidden, ("embed", "mlp"), int8=int8, lora=lora.on("fc1"),
-                         rngs=rngs)  # fmt: skip
-        self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, lora=lora.on("fc2"),
-                         rngs=rngs)  # fmt: skip
+        self.fc1 = Dense(dim, config.hidden, ("embed", "mlp"), int8=int8, panels=panels,
+                         lora=lora.on("fc1"), rngs=rngs)  # fmt: skip
+        self.fc2 = Dense(config.hidden, dim, ("mlp", "embed"), int8=int8, panels=panels,
+                         lora=lora.on("fc2"), rngs=rngs)  # fmt: skip
         self.final_layer_norm = _layer_norm(dim, config.norm_eps, rngs)
         self.attention = config.attention
         self.dropout = config.dropout
@@ -254,14 +269,16 @@ class Block(nnx.Module):
         return (x_BxTxD, k, v) if return_kv else x_BxTxD
 
     def step(self, x_BxD, cache_k, cache_v, pos, text_k, text_v, text_mask_BxL):
-        """One decoding step: writes this step's key/value at `pos` into the cache."""
+        """One decoding step: writes this step's key/value at `pos` into the cache (keys
+        `[B, H, Dh, S]`, values `[B, H, S, Dh]`; the text's alike)."""
         attn = self.self_attn
         h = self.self_attn_layer_norm(x_BxD)[:, None]
         q, (k, v) = attn.split(attn.q_proj(h)), attn.kv(h)
-        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k.astype(cache_k.dtype), pos, 1)
-        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v.astype(cache_v.dtype), pos, 1)
+        k, v = _cache_layout(k.astype(cache_k.dtype), v.astype(cache_v.dtype))
+        cache_k = jax.lax.dynamic_update_slice_in_dim(cache_k, k, pos, 3)
+        cache_v = jax.lax.dynamic_update_slice_in_dim(cache_v, v, pos, 2)
         visible_BxS = jnp.broadcast_to(
-            jnp.arange(cache_k.shape[1]) <= pos, (x_BxD.shape[0], cache_k.shape[1])
+            jnp.arange(cache_v.shape[2]) <= pos, (x_BxD.shape[0], cache_v.shape[2])
         )
         o = _cached_attention(q[:, 0], cache_k, cache_v, visible_BxS)
         x_BxD = x_BxD + attn.merge(o[:, None])[:, 0]
@@ -311,7 +328,9 @@ class MusicGenLM(nnx.Module):
         int8 = config.weights == "int8"
         self.lm_heads = nnx.List(
             [
-                Dense(dim, config.card, ("embed", "vocab"), int8=int8, rngs=rngs)
+                Dense(
+                    dim, config.card, ("embed", "vocab"), int8=int8, panels=config.panels, rngs=rngs
+                )
                 for _ in range(config.num_codebooks)
             ]
         )
@@ -399,13 +418,14 @@ class MusicGenLM(nnx.Module):
     def cross_kv(self, text_BxLxC, text_mask_BxL, dtype=jnp.float32, controls=None, steps=1):
         """What decoding needs of the prompt, once per window: `(keys, values, bias, mask)`.
 
-        Keys and values of every layer are `[layers, B, M, H, Dh]` over the text and the
-        control tokens, `mask` `[B, M]` says which count; `bias` is the input bias
-        (`conditioning`: None, `[B, D]`, or `[B, steps, D]` with controls).
+        Keys `[B, H, Dh, M]` and values `[B, H, M, Dh]` per layer (tuples) over the text
+        and the control tokens (the cache's layouts), `mask` `[B, M]` says which
+        count; `bias` is the input bias (`conditioning`: None, `[B, D]`, or `[B, steps, D]`
+        with controls).
         """
         memory, mask, bias = self.conditioning(text_BxLxC, text_mask_BxL, controls, steps, dtype)
-        kv = [layer.encoder_attn.kv(memory) for layer in self.layers]
-        return jnp.stack([k for k, _ in kv]), jnp.stack([v for _, v in kv]), bias, mask
+        kv = [_cache_layout(*layer.encoder_attn.kv(memory)) for layer in self.layers]
+        return tuple(k for k, _ in kv), tuple(v for _, v in kv), bias, mask
 
     def prefill(self, tokens_BxKxP, cache, cross, dtype=jnp.float32):
         """The cache with positions `[0, P)` written by one pass over known input steps.
@@ -414,24 +434,30 @@ class MusicGenLM(nnx.Module):
         audio prompt's steps, the context of each long-form window).
         """
         cache_k, cache_v = cache
-        text_k, text_v, bias, text_mask_BxL = cross
+        text_kT, text_v, bias, text_mask_BxL = cross
         x = self._embed(tokens_BxKxP, jnp.arange(tokens_BxKxP.shape[-1]), bias, dtype)
         new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, text_k[i], text_v[i], text_mask_BxL, return_kv=True)
-            new_k.append(cache_k[i].at[:, : k.shape[1]].set(k.astype(cache_k[i].dtype)))
-            new_v.append(cache_v[i].at[:, : v.shape[1]].set(v.astype(cache_v[i].dtype)))
+        for i, layer in enumerate(self.layers):  # the text's keys and values as [B, M, H, Dh]
+            text_k, text_v_i = text_kT[i].transpose(0, 3, 1, 2), text_v[i].transpose(0, 2, 1, 3)
+            x, k, v = layer(x, text_k, text_v_i, text_mask_BxL, return_kv=True)
+            k, v = _cache_layout(k.astype(cache_k[i].dtype), v.astype(cache_v[i].dtype))
+            new_k.append(cache_k[i].at[..., : k.shape[-1]].set(k))
+            new_v.append(cache_v[i].at[:, :, : v.shape[2]].set(v))
         return tuple(new_k), tuple(new_v)
 
     def init_cache(self, batch: int, steps: int, dtype=jnp.float32):
-        """An empty self-attention cache for `steps` positions: keys and values, one
-        `[B, steps, H, Dh]` array per layer each (separate arrays, so that a decoding loop
-        updates each in place; slicing and restacking one `[layers, ...]` array would copy
-        the whole cache every step)."""
+        """An empty self-attention cache for `steps` positions: keys `[B, H, Dh, steps]`
+        and values `[B, H, steps, Dh]`, one array per layer each (separate arrays, so that
+        a decoding loop updates each in place; slicing and restacking one `[layers, ...]`
+        array would copy the whole cache every step). On CPU the cache is float32 whatever
+        `dtype` is: XLA:CPU's attention products up-cast a bfloat16 cache to float32, in
+        full, every step."""
         c = self.config
-        shape = (batch, steps, c.heads, c.width // c.heads)
-        zeros = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(c.layers))  # noqa: E731
-        return zeros(), zeros()
+        dtype = jnp.float32 if jax.default_backend() == "cpu" else dtype
+        hd = c.width // c.heads
+        keys = tuple(jnp.zeros((batch, c.heads, hd, steps), dtype) for _ in range(c.layers))
+        values = tuple(jnp.zeros((batch, c.heads, steps, hd), dtype) for _ in range(c.layers))
+        return keys, values
 
     def decode_step(self, tokens_BxK, pos, cache, cross, dtype=jnp.float32):
         """Logits `[B, K, card]` for one input step at position `pos`; the new cache."""

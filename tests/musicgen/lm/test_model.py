@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from musicgen.lm.api import abstract_lm
-from musicgen.lm.dense import quantize_state
+from musicgen.lm.dense import from_panels, panel_matmul, sampling_state, to_panels
 from musicgen.lm.model import LMConfig, MusicGenLM
 from musicgen.lm.patterns import Pattern, PatternConfig
 from musicgen.lm.sampling import SamplingConfig, generate_codes, generate_window, sample_logits
@@ -94,11 +94,42 @@ def test_int8_weights_stay_close(model, rng):
     text, mask = _text(rng, 2)
     tokens = rng.integers(0, CONFIG.card, size=(2, 4, 6)).astype(np.int32)
     graphdef8, abstract8 = abstract_lm(dataclasses.replace(model.config, weights="int8"))
-    model8 = nnx.merge(graphdef8, quantize_state(nnx.state(model), abstract8))
+    model8 = nnx.merge(graphdef8, sampling_state(nnx.state(model), abstract8))
     assert model8.layers[0].fc1.kernel[...].dtype == jnp.int8
     p = jax_softmax(model(tokens, text, mask))
     p8 = jax_softmax(model8(tokens, text, mask))
     assert float(jnp.abs(p - p8).max()) < 0.02
+
+
+def test_panel_products_are_the_rows_products(rng):
+    # int8: 3 panels of 64 columns x 2 chunks of 1024 rows, exact int32 sums.
+    w8 = rng.integers(-127, 128, size=(2048, 192)).astype(np.int8)
+    x8 = rng.integers(-127, 128, size=(3, 2048)).astype(np.int8)
+    p8 = to_panels(jnp.asarray(w8))
+    assert p8.shape == (3, 2, 1024, 64)
+    np.testing.assert_array_equal(from_panels(p8), w8)
+    np.testing.assert_array_equal(
+        panel_matmul(jnp.asarray(x8), p8, jnp.int32), x8.astype(np.int64) @ w8.astype(np.int64)
+    )
+    w, x = rng.normal(size=(256, 320)).astype(np.float32), rng.normal(size=(2, 256))
+    pw = to_panels(jnp.asarray(w))
+    assert pw.shape == (5, 1, 256, 64)
+    x = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(panel_matmul(x, pw, jnp.float32), x @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_in_panels_is_int8_in_rows_bit_for_bit(rng):
+    config = dataclasses.replace(CONFIG, dim=128, card=64, weights="int8")  # 2 panels
+    rows = _model(dataclasses.replace(config, weights="float"))
+    models = []
+    for panels in (False, True):
+        graphdef, abstract = abstract_lm(dataclasses.replace(config, panels=panels))
+        models.append(nnx.merge(graphdef, sampling_state(nnx.state(rows), abstract)))
+    assert models[1].layers[0].fc1.kernel[...].shape == (8, 1, 128, 64)
+    text, mask = _text(rng, 2)
+    tokens = rng.integers(0, 64, size=(2, 4, 6)).astype(np.int32)
+    logits = [nnx.jit(lambda m: m(tokens, text, mask))(m) for m in models]
+    np.testing.assert_array_equal(*logits)
 
 
 def jax_softmax(x):
