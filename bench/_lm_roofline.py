@@ -56,7 +56,9 @@ def read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> dict:
     return {name: a.nbytes / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
 
 
-def step_bytes(shape: str, rows: int, steps: int, weight_bytes: float, act_bytes: int) -> dict:
+def step_bytes(
+    shape: str, rows: int, steps: int, weight_bytes: float, act_bytes: int, cache_bytes: int = 4
+) -> dict:
     """Bytes one decoding step must read at least, on average over a generation.
 
     Weights read once (self-attention q/k/v/out, cross-attention q/out: the text's keys and
@@ -70,7 +72,7 @@ def step_bytes(shape: str, rows: int, steps: int, weight_bytes: float, act_bytes
     weights = kernels * weight_bytes
     if weight_bytes == 1:
         weights += 4 * (n * (5 * d + f + d) + K * CARD)
-    cache = 2 * n * rows * (steps + 1) / 2 * d * act_bytes
+    cache = 2 * n * rows * (steps + 1) / 2 * d * cache_bytes  # float32 on CPU (init_cache)
     cross = 2 * n * rows * TEXT_TOKENS * d * act_bytes
     return {"weights": weights, "cache": cache, "cross": cross, "total": weights + cache + cross}
 
@@ -172,7 +174,7 @@ def profile(shape: str, models: dict, batch: int, frames: int, scan_seconds: dic
         logits.block_until_ready()
         alone = (time.perf_counter() - start) / (steps - 1)
         found = materialised(hlo, {"cache": cache_shapes, "kernel": kernel_shapes})
-        cache_mb = 2 * n * rows * steps * d * dtype.itemsize / 1e6
+        cache_mb = 2 * n * rows * steps * d * 4 / 1e6  # float32 on CPU (init_cache)
         print(
             f"  {weights:8s}: {1e3 * scan_seconds[weights] / steps:6.2f} ms/step in the scan, "
             f"{1e3 * alone:6.2f} ms/step as a jitted decode_step called from Python; per step "

@@ -68,6 +68,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from bench._lm_models import (  # noqa: E402
     BATCHES,
+    CARD,
     CFG,
     FRAME_RATE,
     PROBE_FRAMES,
@@ -115,6 +116,7 @@ def speed(shape: str, frames: int, repeats: int, torch_threads: list[int], jax_t
             f"[{shape}] greedy decoding with guidance, batch 2 x 20 frames: codes equal to "
             f"transformers': {100 * np.mean(a == b):.1f}%"
         )
+        notes.append(format_cross_entropy(shape, models))
     times = {}
     for batch in BATCHES:
         text, mask = _text(batch)
@@ -155,6 +157,27 @@ def speed(shape: str, frames: int, repeats: int, torch_threads: list[int], jax_t
     torch.set_num_threads(jax_threads)
     del hf
     return times, notes, models
+
+
+def format_cross_entropy(shape: str, models: dict, rows: int = 4, frames: int = 100) -> str:
+    """Each format's cross-entropy on held-out samples of the float32 model (other text
+    states than the timed runs': `rows` x `frames`, drawn with guidance), teacher-forced
+    with their own captions (`musicgen.lm.family.cross_entropy`)."""
+    from flax import nnx
+
+    from musicgen.lm.family import cross_entropy
+
+    text, mask = _text(rows, seed=7)
+    codes = ours_generate(models["float32"], text, mask, frames, "float32")
+    batch = dict(codes=codes, length=np.full(rows, frames, np.int32), text=text, text_mask=mask)
+    score = nnx.jit(cross_entropy, static_argnums=2)
+    ce = {w: float(score(m, batch, VARIANTS[w])[0].mean()) for w, m in models.items()}
+    line = ", ".join(f"{w} {v:.4f} ({100 * (v / ce['float32'] - 1):+.2f}%)" for w, v in ce.items())
+    return (
+        f"[{shape}] cross-entropy (nats/token) on {rows} x {frames} frames the float32 model "
+        f"sampled from held-out text states: {line}; uniform over {CARD} codes: "
+        f"{math.log(CARD):.4f}"
+    )
 
 
 def print_table(shape: str, frames: int, times: dict) -> None:
@@ -326,7 +349,7 @@ def summary(shape, frames, times, shares, torch_threads, threads) -> None:
     steps = frames + K - 1
     rate = {name: steps / t for (batch, name), t in times.items() if batch == 1}
     line = ", ".join(
-        f"{w} {rate[w]:.1f} steps/s ({rate[w] / FRAME_RATE:.2f}x real time, "
+        f"{w} {rate[w]:.1f} steps/s ({frames / FRAME_RATE / times[1, w]:.2f}x real time, "
         f"{100 * shares[1, w]:.0f}% of its ceiling)"
         for w in VARIANTS
     )

@@ -154,14 +154,18 @@ def traced_thunks(run) -> dict[str, float]:
 
 
 def weight_bytes(model) -> int:
+    """Bytes of the kernels one step reads: not the text's projections, nor the
+    cross-attention keys' and values' (they run once per window)."""
     from flax import nnx
 
+    def per_step(path) -> bool:
+        once = {"text_proj", "text_sum_proj"} & set(path) or (
+            "encoder_attn" in path and {"k_proj", "v_proj"} & set(path)
+        )
+        return path[-1] == "kernel" and not once
+
     flat = nnx.to_flat_state(nnx.state(model))
-    return sum(
-        v.get_value().nbytes
-        for path, v in flat
-        if path[-1] == "kernel" and "text_proj" not in path and "text_sum_proj" not in path
-    )
+    return sum(v.get_value().nbytes for path, v in flat if per_step(path))
 
 
 def profile(shape: str, frames: int, weights: str, repeats: int, bandwidth: float) -> tuple:

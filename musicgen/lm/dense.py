@@ -8,9 +8,8 @@ projection from it).
 - in panels (`panels=True`, for sampling, any of the formats above): `W` stored as
   contiguous blocks of `PANEL` output columns by at most `PANEL_ROWS` input rows
   (`to_panels`), multiplied block by block in one batched product (`panel_matmul`): the
-  same numbers, read at up to 2x the bandwidth of one `[in, out]` product at 2 rows
-  (`results/sampling_roofline/`); `sampling_state` converts a float model's state
-  into either or both;
+  same products, read faster at a few rows (`results/sampling_roofline/`);
+  `sampling_state` converts a float model's state into either or both;
 - with a LoRA adapter (`lora.py`): `x W + (alpha / r) (x A) B`, `A` `[in, r]` and `B`
   `[r, out]` `nnx.LoRAParam`s (B zero at creation, so a new adapter changes nothing),
   sharded like `W` along its input and output axes.
@@ -27,11 +26,12 @@ from flax import nnx
 from mgcore.rows import matmul, on_rows
 
 # Panels (`to_panels`): at a few rows a product streams its kernel from memory, and
-# XLA:CPU's kernels read an `[in, out]` kernel at 6-18 GB/s there (int8 slowest) but
-# contiguous blocks of 64 output columns, batched in one product, at 11-28 GB/s
-# (`results/sampling_roofline/`). int8 kernels are also cut into chunks of 1024 input rows
-# (their int32 sums are exact in any order); float ones are not, so a float product in
-# panels adds in the same order as the `[in, out]` one and gives the same bits.
+# XLA:CPU's (YNNPACK's) int8 product at 2 rows reads an `[in, out]` [1024, 4096] kernel at
+# 7.8 GB/s, the same kernel as contiguous blocks of 64 output columns, batched in one
+# product, at 11.0 GB/s (`bench/lm_step_profile.py --kernels`; MusicGen-small's int8 step:
+# 15.0 -> 25.3 steps/s with the cache layouts of `model.py`, `results/sampling_roofline/`).
+# int8 kernels are also cut into chunks of 1024 input rows (their int32 sums are exact in
+# any order); float ones are not cut.
 PANEL = 64
 PANEL_ROWS = 1024
 

@@ -157,7 +157,8 @@ def test_a_torch_bfloat16_tensor_gets_our_message(stub):
 def test_sampling_config_checks_its_own_ranges():
     for bad in (dict(temperature=float("nan")), dict(temperature=-1), dict(top_k=-1),
                 dict(top_k=2.0), dict(top_p=1.5), dict(cfg_coef=0), dict(cfg_coef=math.inf),
-                dict(temperature=True), dict(top_k="lots"), dict(dtype="float16")):  # fmt: skip
+                dict(temperature=True), dict(top_k="lots"), dict(dtype="float16"),
+                dict(weights="int4")):  # fmt: skip
         with pytest.raises(ConfigError, match="sampling "):
             SamplingConfig(**bad)
     config = SamplingConfig(temperature=np.float32(0.5), top_k=np.int64(3), cfg_coef=2)

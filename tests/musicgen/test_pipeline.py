@@ -1,8 +1,10 @@
 """The pipeline (`musicgen.MusicGen`) and its CLI on a tiny random system: shapes, rates,
 reproducibility, the folder format, and a clear error for each bad input."""
 
+import dataclasses
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -138,9 +140,22 @@ def test_cli_generates_numbered_files_and_continues(saved, tmp_path, capsys):
     clip = tmp_path / "clip.wav"
     sf.write(clip, np.zeros(round(0.2 * 22050)), 22050)
     cont = tmp_path / "more.flac"
-    assert cli.main(["continue", str(clip), "more flute", *args, "-o", str(cont)]) == 0
+    argv = ["continue", str(clip), "more flute", *args, "--weights", "int8", "-o", str(cont)]
+    assert cli.main(argv) == 0
     audio, rate = sf.read(cont)
     assert rate == RATE and len(audio) == round(D * RATE)
+
+
+def test_int8_sampling_runs_in_panels_and_keeps_float32_as_trained(tiny):
+    lm = tiny.lm
+    assert lm.sampler("float32") is lm.model
+    int8 = lm.sampler("int8")
+    assert int8.layers[0].fc1.kernel[...].dtype == jnp.int8 and int8.config.panels
+    assert lm.sampler("int8") is int8  # kept for the next call
+    sampling = dataclasses.replace(tiny.sampling, weights="int8")
+    codes = lm.generate(["calm flute"], 10, sampling=sampling, seed=1)
+    assert codes.shape == (1, lm.config.num_codebooks, 10)
+    assert codes.min() >= 0 and codes.max() < lm.config.card
 
 
 @pytest.mark.parametrize(
@@ -151,6 +166,7 @@ def test_cli_generates_numbered_files_and_continues(saved, tmp_path, capsys):
         (["generate", "x", "--duration", "9"], 2, "max_duration"),
         (["generate", "", "--duration", "0.2"], 2, "prompt is empty"),
         (["generate", "x", "--checkpoint", "/nonexistent/dir"], 1, "is not a folder"),
+        (["generate", "x", "--weights", "int4"], 2, "invalid choice: 'int4'"),
     ],
 )
 def test_cli_bad_arguments_exit_with_one_line(saved, argv, status, message, capsys):

@@ -119,7 +119,7 @@ def test_panel_products_are_the_rows_products(rng):
 
 
 def test_int8_in_panels_is_int8_in_rows_bit_for_bit(rng):
-    config = dataclasses.replace(CONFIG, dim=128, card=64, weights="int8")  # 2 panels
+    config = dataclasses.replace(CONFIG, num_layers=1, dim=128, card=64, weights="int8")
     rows = _model(dataclasses.replace(config, weights="float"))
     models = []
     for panels in (False, True):
