@@ -1,7 +1,6 @@
 """The pipeline (`musicgen.MusicGen`) and its CLI on a tiny random system: shapes, rates,
 reproducibility, the folder format, and a clear error for each bad input."""
 
-import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -146,16 +145,12 @@ def test_cli_generates_numbered_files_and_continues(saved, tmp_path, capsys):
     assert rate == RATE and len(audio) == round(D * RATE)
 
 
-def test_int8_sampling_runs_in_panels_and_keeps_float32_as_trained(tiny):
+def test_int8_sampling_is_in_panels_and_float32_as_trained(tiny):
     lm = tiny.lm
     assert lm.sampler("float32") is lm.model
     int8 = lm.sampler("int8")
     assert int8.layers[0].fc1.kernel[...].dtype == jnp.int8 and int8.config.panels
-    assert lm.sampler("int8") is int8  # kept for the next call
-    sampling = dataclasses.replace(tiny.sampling, weights="int8")
-    codes = lm.generate(["calm flute"], 10, sampling=sampling, seed=1)
-    assert codes.shape == (1, lm.config.num_codebooks, 10)
-    assert codes.min() >= 0 and codes.max() < lm.config.card
+    assert lm.sampler("int8") is int8  # kept for the next call (the CLI test samples it)
 
 
 @pytest.mark.parametrize(
