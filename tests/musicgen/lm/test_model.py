@@ -69,8 +69,9 @@ def test_cached_decoding_matches_the_full_pass(model, rng):
     tokens = rng.integers(0, CONFIG.card + 1, size=(batch, 4, steps)).astype(np.int32)
     full = model(jnp.asarray(tokens), text, mask)
     cross, cache = model.cross_kv(text, mask), model.init_cache(batch, steps)
+    step = nnx.jit(lambda m, t, s, c: m.decode_step(t, s, c, cross))  # one program, all steps
     for s in range(steps):
-        logits, cache = model.decode_step(jnp.asarray(tokens[:, :, s]), s, cache, cross)
+        logits, cache = step(model, jnp.asarray(tokens[:, :, s]), s, cache)
         np.testing.assert_allclose(logits, full[:, :, s], atol=1e-5)
 
 
@@ -79,12 +80,14 @@ def test_self_attention_is_causal_and_empty_text_is_no_text(model, rng):
     tokens = rng.integers(0, CONFIG.card, size=(2, 4, 8)).astype(np.int32)
     changed = tokens.copy()
     changed[:, :, 5] = (changed[:, :, 5] + 1) % CONFIG.card
-    a, b = model(tokens, text, mask), model(changed, text, mask)
+    run = nnx.jit(lambda m, t, x, k: m(t, x, k))  # one program for the four passes
+    a, b = run(model, tokens, text, mask), run(model, changed, text, mask)
     np.testing.assert_allclose(a[:, :, :5], b[:, :, :5], atol=1e-6)
     assert float(jnp.abs(a[:, :, 5:] - b[:, :, 5:]).max()) > 1e-3
     # A fully masked text gives the same logits whatever its states are.
     off = np.zeros_like(mask)
-    np.testing.assert_allclose(model(tokens, text, off), model(tokens, 0 * text, off), atol=1e-6)
+    np.testing.assert_allclose(run(model, tokens, text, off), run(model, tokens, 0 * text, off),
+                               atol=1e-6)  # fmt: skip
     if model.config.text_sum:  # the sentence-embedding bias: zero without a caption
         assert float(jnp.abs(model.text_bias(text, off)).max()) == 0.0
         assert float(jnp.abs(model.text_bias(text, mask)).min(-1).max()) > 0.0
