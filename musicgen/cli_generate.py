@@ -8,6 +8,7 @@ import argparse
 from musicgen import inputs
 from musicgen.cli_types import positive_float as _positive_float
 from musicgen.cli_types import ranged
+from musicgen.lm.sampling import WEIGHTS
 
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=ranged(inputs.TOP_P), help="nucleus sampling mass (0: off)")
     p.add_argument(
         "--weights",
-        choices=inputs.WEIGHTS,
+        choices=WEIGHTS,
         help="LM weights to sample with: float32 (default, the model's own codes), bfloat16, "
         "or int8 (the fastest on a CPU)",
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mgcore.bounds import Range, as_number
-from musicgen.lm.sampling import SAMPLING, WEIGHTS  # noqa: F401 (WEIGHTS: --weights)
+from musicgen.lm.sampling import SAMPLING
 
 
 class BadArgument(ValueError):

@@ -45,7 +45,7 @@ from musicgen.lm import hf_import, lora
 from musicgen.lm.adapter import apply_adapter, merge
 from musicgen.lm.dense import sampling_state
 from musicgen.lm.model import LMConfig, MusicGenLM
-from musicgen.lm.sampling import SamplingConfig, generate_codes
+from musicgen.lm.sampling import WEIGHTS, SamplingConfig, generate_codes
 from musicgen.lm.token_cache import TokenCache
 from musicgen.text import TextConditioner, TextConfig, make_text_conditioner
 from musicgen.text.files import check_folder, export_encoder, in_folder
@@ -145,7 +145,7 @@ class LanguageModel:
         weights, the latter two with their dense kernels in panels (`dense.py`: the same
         products, read faster). float32 stays as trained: in panels its sums may round
         differently in the last bit, and its codes are kept exactly."""
-        if weights not in ("float32", "bfloat16", "int8"):
+        if weights not in WEIGHTS:
             raise ValueError(f"weights must be float32, bfloat16 or int8, got {weights!r}")
         if weights == "float32":
             return self

@@ -23,10 +23,10 @@ import numpy as np
 from mgcore.config import saved_config_dict
 from musicgen.lm.api import LanguageModel
 from musicgen.lm.family import TextBatches, evaluate_text_gap
+from musicgen.lm.sampling import WEIGHTS
 from musicgen.lm.token_cache import TokenCache
 from musicgen.lm.token_loader import TokenLoader, TokenPipelineConfig
 
-WEIGHTS = ("float32", "bfloat16", "int8")
 # What each window is scored with: the caption, nothing, and (for an LM with controls) the
 # caption with the clip's true controls, and the controls without the caption.
 CONDITIONS = {"text": "real", "empty": "empty", "controls": "real + controls",
